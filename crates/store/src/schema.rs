@@ -1,0 +1,216 @@
+//! The catalog's schema: numbered migrations, each applied in one transaction, the version kept
+//! in `meta`. A catalog with a newer version than [`LATEST`] is refused.
+
+use rusqlite::{Connection, OptionalExtension};
+
+use crate::error::{DbContext, Result, StoreError};
+
+/// Migrations in order; migration `i` brings the catalog to version `i + 1`.
+const MIGRATIONS: &[&str] = &[
+    // 1: runs, objects, the node tree and its versions, contents, blobs, packs, delta tokens.
+    r"
+    CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE runs(
+        id INTEGER PRIMARY KEY,
+        started INTEGER NOT NULL,
+        finished INTEGER,
+        status TEXT NOT NULL CHECK (status IN ('running','committed','failed','pruned')),
+        counters TEXT,
+        snapshot TEXT
+    );
+    CREATE TABLE objects(
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL,
+        graph_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        address TEXT,
+        extra TEXT,
+        UNIQUE(kind, graph_id)
+    );
+    CREATE TABLE nodes(
+        id INTEGER PRIMARY KEY,
+        object INTEGER NOT NULL REFERENCES objects(id),
+        graph_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        UNIQUE(object, graph_id)
+    );
+    CREATE TABLE packs(
+        id INTEGER PRIMARY KEY,
+        name BLOB NOT NULL UNIQUE,
+        size INTEGER NOT NULL,
+        blob_count INTEGER NOT NULL,
+        created_run INTEGER NOT NULL
+    );
+    CREATE TABLE blobs(
+        id INTEGER PRIMARY KEY,
+        hash BLOB NOT NULL UNIQUE,
+        pack INTEGER NOT NULL REFERENCES packs(id),
+        offset INTEGER NOT NULL,
+        length INTEGER NOT NULL,
+        raw_length INTEGER NOT NULL,
+        flags INTEGER NOT NULL
+    );
+    CREATE INDEX blobs_pack ON blobs(pack);
+    CREATE TABLE contents(
+        id INTEGER PRIMARY KEY,
+        hash BLOB NOT NULL UNIQUE,
+        size INTEGER NOT NULL,
+        created_run INTEGER NOT NULL
+    );
+    CREATE TABLE content_chunks(
+        content INTEGER NOT NULL REFERENCES contents(id) ON DELETE CASCADE,
+        seq INTEGER NOT NULL,
+        blob INTEGER NOT NULL REFERENCES blobs(id),
+        PRIMARY KEY(content, seq)
+    ) WITHOUT ROWID;
+    CREATE INDEX content_chunks_blob ON content_chunks(blob);
+    CREATE TABLE node_versions(
+        id INTEGER PRIMARY KEY,
+        node INTEGER NOT NULL REFERENCES nodes(id),
+        parent INTEGER REFERENCES nodes(id),
+        name TEXT NOT NULL,
+        content INTEGER REFERENCES contents(id),
+        size INTEGER NOT NULL,
+        modified INTEGER,
+        version_tag TEXT,
+        metadata TEXT,
+        first_run INTEGER NOT NULL,
+        last_run INTEGER
+    );
+    CREATE INDEX nv_node ON node_versions(node, first_run);
+    CREATE INDEX nv_parent ON node_versions(parent, first_run);
+    CREATE UNIQUE INDEX nv_open ON node_versions(node) WHERE last_run IS NULL;
+    CREATE INDEX nv_content ON node_versions(content);
+    CREATE TABLE delta_tokens(
+        object INTEGER NOT NULL REFERENCES objects(id),
+        scope TEXT NOT NULL,
+        run INTEGER NOT NULL,
+        token TEXT NOT NULL,
+        PRIMARY KEY(object, scope, run)
+    ) WITHOUT ROWID;
+    ",
+    // 2: full-text search over node versions (rowid = node_versions.id).
+    r"
+    CREATE VIRTUAL TABLE search USING fts5(
+        subject, sender, recipients, body, path,
+        tokenize = 'unicode61 remove_diacritics 2'
+    );
+    CREATE INDEX nv_last ON node_versions(last_run) WHERE last_run IS NOT NULL;
+    ",
+];
+
+/// The newest catalog version this build writes.
+pub const LATEST: i64 = MIGRATIONS.len() as i64;
+
+/// Sets the connection's pragmas.
+pub(crate) fn configure(conn: &Connection, read_only: bool) -> Result<()> {
+    conn.busy_timeout(std::time::Duration::from_secs(30))
+        .ctx("setting busy timeout")?;
+    if !read_only {
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .ctx("enabling WAL")?;
+    }
+    conn.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA cache_size=-8000;")
+        .ctx("setting pragmas")?;
+    Ok(())
+}
+
+/// The catalog's version (0 for an empty database).
+pub(crate) fn version(conn: &Connection) -> Result<i64> {
+    let has_meta: bool = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type='table' AND name='meta'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .ctx("reading schema")?
+        > 0;
+    if !has_meta {
+        return Ok(0);
+    }
+    let v: Option<String> = conn
+        .query_row("SELECT value FROM meta WHERE key='schema_version'", [], |r| r.get(0))
+        .optional()
+        .ctx("reading schema version")?;
+    v.map_or(Ok(0), |v| {
+        v.parse()
+            .map_err(|_| StoreError::Invalid(format!("bad schema version {v:?}")))
+    })
+}
+
+/// Brings the catalog up to `target` (normally [`LATEST`]); refuses a newer catalog.
+pub(crate) fn migrate_to(conn: &mut Connection, target: i64) -> Result<()> {
+    let current = version(conn)?;
+    if current > LATEST {
+        return Err(StoreError::NewerFormat {
+            found: current,
+            supported: LATEST,
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate() {
+        let v = i as i64 + 1;
+        if v <= current || v > target {
+            continue;
+        }
+        let tx = conn.transaction().ctx("starting migration")?;
+        tx.execute_batch(sql).ctx("applying migration")?;
+        tx.execute(
+            "INSERT INTO meta(key, value) VALUES('schema_version', ?1)
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            [v.to_string()],
+        )
+        .ctx("recording schema version")?;
+        tx.commit().ctx("committing migration")?;
+        tracing::info!(version = v, "catalog migrated");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrates_from_the_first_version_keeping_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.db");
+        let mut c = Connection::open(&p).unwrap();
+        configure(&c, false).unwrap();
+        migrate_to(&mut c, 1).unwrap();
+        assert_eq!(version(&c).unwrap(), 1);
+        c.execute_batch(
+            "INSERT INTO runs(id, started, status) VALUES (1, 0, 'committed');
+             INSERT INTO objects(id, kind, graph_id, name) VALUES (1, 'user', 'u1', 'Ann');
+             INSERT INTO nodes(id, object, graph_id, kind) VALUES (1, 1, 'm1', 'message');
+             INSERT INTO node_versions(node, name, size, first_run) VALUES (1, 'Hello', 5, 1);",
+        )
+        .unwrap();
+        drop(c);
+        let mut c = Connection::open(&p).unwrap();
+        configure(&c, false).unwrap();
+        migrate_to(&mut c, LATEST).unwrap();
+        assert_eq!(version(&c).unwrap(), LATEST);
+        let name: String = c
+            .query_row("SELECT name FROM node_versions WHERE node = 1", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(name, "Hello");
+        c.execute("INSERT INTO search(rowid, subject) VALUES (1, 'Hello there')", [])
+            .unwrap();
+        let n: i64 = c
+            .query_row("SELECT count(*) FROM search WHERE search MATCH 'hello'", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 1);
+    }
+
+    #[test]
+    fn newer_catalog_is_refused() {
+        let mut c = Connection::open_in_memory().unwrap();
+        migrate_to(&mut c, LATEST).unwrap();
+        c.execute("UPDATE meta SET value = '999' WHERE key = 'schema_version'", [])
+            .unwrap();
+        assert!(matches!(
+            migrate_to(&mut c, LATEST),
+            Err(StoreError::NewerFormat { found: 999, .. })
+        ));
+    }
+}

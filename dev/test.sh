@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Runs every test of the project. Installs what the tests need first (dev/setup.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash dev/setup.sh
+# Tests that need root (loop-mounted btrfs and ext4 images) must run, not skip, when we are root.
+if [ "$(id -u)" -eq 0 ]; then export BACKHOME_ROOT_TESTS=1; fi
+cargo test --workspace --all-targets
+cargo test --workspace --doc

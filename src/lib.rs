@@ -1,0 +1,6 @@
+//! Backhome for Microsoft 365: backs up a Microsoft 365 tenant onto a Synology NAS and restores from it.
+//!
+//! The crate is the service and the command line; the repository lives in `backhome-store`,
+//! the Microsoft Graph client in `backhome-graph`. See `ARCHITECTURE.md`.
+
+pub mod api;
