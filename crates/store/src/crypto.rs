@@ -94,8 +94,8 @@ impl Keys {
             nonce: hex(&nonce),
             wrapped: hex(&wrapped),
         };
-        let json = serde_json::to_vec_pretty(&kf)
-            .map_err(|e| StoreError::BadKeyFile(e.to_string()))?;
+        let json =
+            serde_json::to_vec_pretty(&kf).map_err(|e| StoreError::BadKeyFile(e.to_string()))?;
         crate::fsutil::write_atomic(path, &json)
     }
 
@@ -150,10 +150,6 @@ pub(crate) struct Sealed {
 impl Codec {
     pub(crate) fn new(keys: Option<Keys>) -> Self {
         Self { keys, level: 3 }
-    }
-
-    pub(crate) fn encrypted(&self) -> bool {
-        self.keys.is_some()
     }
 
     /// A hasher for blob ids and content hashes.
@@ -260,7 +256,10 @@ mod tests {
             for data in [vec![], vec![7u8; 100_000], b"hello world".to_vec()] {
                 let id = codec.blob_id(&data);
                 let s = codec.seal(&id, &data).unwrap();
-                assert_eq!(codec.open(&id, s.flags, data.len(), &s.bytes).unwrap(), data);
+                assert_eq!(
+                    codec.open(&id, s.flags, data.len(), &s.bytes).unwrap(),
+                    data
+                );
                 let mut bad = s.bytes.clone();
                 if let Some(b) = bad.last_mut() {
                     *b ^= 1;
@@ -288,6 +287,9 @@ mod tests {
         let k = Keys::random();
         k.write(&p, "right", kdf).unwrap();
         assert_eq!(Keys::read(&p, "right").unwrap().id, k.id);
-        assert!(matches!(Keys::read(&p, "wrong"), Err(StoreError::WrongPassphrase)));
+        assert!(matches!(
+            Keys::read(&p, "wrong"),
+            Err(StoreError::WrongPassphrase)
+        ));
     }
 }

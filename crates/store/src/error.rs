@@ -113,6 +113,14 @@ pub enum StoreError {
     /// An argument that the repository refuses (for example a name with a NUL).
     #[error("invalid argument: {0}")]
     Invalid(String),
+    /// Reading the stream given to `put_content` failed (for example a download broke off).
+    /// The writer stays usable; the item can be stored again.
+    #[error("reading the content to store failed: {source}")]
+    Source {
+        /// The reader's error.
+        #[source]
+        source: io::Error,
+    },
     /// A btrfs command failed where it had to succeed (creating the repository subvolume).
     #[error("btrfs: {0}")]
     Btrfs(String),
@@ -123,7 +131,9 @@ impl StoreError {
     #[must_use]
     pub fn is_temporary(&self) -> bool {
         match self {
-            Self::VolumeFull { .. } | Self::Locked(_) | Self::Io { .. } => true,
+            Self::VolumeFull { .. } | Self::Locked(_) | Self::Io { .. } | Self::Source { .. } => {
+                true
+            }
             Self::Catalog { source, .. } => matches!(
                 source.sqlite_error_code(),
                 Some(
@@ -135,6 +145,14 @@ impl StoreError {
             ),
             _ => false,
         }
+    }
+
+    /// Whether a run writer must stop after this error (its open transaction is abandoned).
+    pub(crate) fn breaks_writer(&self) -> bool {
+        !matches!(
+            self,
+            Self::Source { .. } | Self::Invalid(_) | Self::NotFound { .. }
+        )
     }
 
     /// Whether this is [`StoreError::VolumeFull`].

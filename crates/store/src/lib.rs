@@ -1,34 +1,78 @@
-//! Backhome's repository: content-addressed, deduplicated, compressed storage of backup data
-//! with a SQLite catalog. See `ARCHITECTURE.md` at the top of the workspace.
+//! Backhome's repository: content-addressed, deduplicated, compressed (optionally encrypted)
+//! storage of backup data with a SQLite catalog, crash-safe runs, point-in-time reads, verify,
+//! retention with garbage collection, and read-only btrfs snapshots of committed runs.
+//!
+//! ```
+//! use backhome_store::{CreateOptions, NewVersion, NodeKind, ObjectInfo, ObjectKind, Repository};
+//! use std::io::Read;
+//!
+//! # fn main() -> Result<(), backhome_store::StoreError> {
+//! let dir = tempfile::tempdir().map_err(|e| backhome_store::StoreError::Invalid(e.to_string()))?;
+//! let repo = Repository::create(dir.path().join("repo"), &CreateOptions::default())?;
+//!
+//! // A run: an object, a folder, a message with content, then commit.
+//! let mut run = repo.begin_run()?;
+//! let ann = run.upsert_object(&ObjectInfo {
+//!     kind: ObjectKind::User,
+//!     graph_id: "u-1".into(),
+//!     name: "Ann".into(),
+//!     address: Some("ann@example.com".into()),
+//!     extra: serde_json::Value::Null,
+//! })?;
+//! let inbox = run.node(ann, "inbox", NodeKind::MailFolder)?;
+//! run.put_version(inbox, &NewVersion { name: "Inbox".into(), ..NewVersion::default() })?;
+//! let msg = run.node(ann, "m-1", NodeKind::Message)?;
+//! let stored = run.put_bytes(b"Subject: hello\r\n\r\nHi!")?;
+//! run.put_version(msg, &NewVersion {
+//!     parent: Some(inbox),
+//!     name: "hello".into(),
+//!     content: Some(stored.content),
+//!     version_tag: Some("ck-1".into()),
+//!     ..NewVersion::default()
+//! })?;
+//! let report = run.commit(&serde_json::json!({ "items": 1 }))?;
+//!
+//! // Point-in-time read.
+//! let children = repo.list_children(inbox, report.run)?;
+//! assert_eq!(children[0].name, "hello");
+//! let mut body = String::new();
+//! repo.read_content(stored.content.id)?
+//!     .read_to_string(&mut body)
+//!     .map_err(|e| backhome_store::StoreError::Invalid(e.to_string()))?;
+//! assert!(body.ends_with("Hi!"));
+//! # Ok(())
+//! # }
+//! ```
 
-/// Identifier of a stored blob: the BLAKE3 hash of its plain content.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct BlobId(pub [u8; 32]);
+mod chunker;
+mod crypto;
+mod error;
+mod fsutil;
+mod gc;
+mod id;
+mod model;
+mod pack;
+mod read;
+mod repo;
+mod retention;
+mod schema;
+mod snapshot;
+mod verify;
+mod writer;
 
-impl BlobId {
-    /// Hashes `data` into its blob id.
-    #[must_use]
-    pub fn of(data: &[u8]) -> Self {
-        Self(*blake3::hash(data).as_bytes())
-    }
-
-    /// Lower-case hexadecimal form of the id.
-    #[must_use]
-    pub fn to_hex(&self) -> String {
-        blake3::Hash::from_bytes(self.0).to_hex().to_string()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::BlobId;
-
-    #[test]
-    fn blob_id_is_blake3_of_content() {
-        assert_eq!(
-            BlobId::of(b"").to_hex(),
-            "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262"
-        );
-        assert_ne!(BlobId::of(b"a"), BlobId::of(b"b"));
-    }
-}
+pub use chunker::{ChunkParams, Chunker, cut_point};
+pub use crypto::KdfParams;
+pub use error::{Result, StoreError};
+pub use gc::GcReport;
+pub use id::{BlobId, ContentHash, ContentId, NodeId, ObjectId, PackId, RunId, VersionId};
+pub use model::{
+    ContentRef, CurrentVersion, NewVersion, NodeKind, ObjectInfo, ObjectKind, ObjectRecord,
+    RunInfo, RunStatus, SearchHit, SearchText, StoredContent, VersionOutcome, VersionRecord,
+};
+pub use read::ContentReader;
+pub use repo::{CreateOptions, FORMAT_VERSION, Repository};
+pub use retention::{RetentionPolicy, RetentionReport, kept_runs};
+pub use schema::LATEST as CATALOG_VERSION;
+pub use snapshot::{FsKind, SnapshotInfo, SnapshotPrune, SnapshotState, fs_kind, is_subvolume};
+pub use verify::{AffectedVersion, DamagedBlob, DamagedPack, VerifyMode, VerifyReport};
+pub use writer::{CheckpointPolicy, CommitReport, RunWriter, WriteStats};

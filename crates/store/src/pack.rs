@@ -90,12 +90,14 @@ impl PackWriter {
         self.pos
     }
 
-    pub(crate) fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
     /// Appends a blob; returns the offset of its stored bytes.
-    pub(crate) fn add(&mut self, id: &BlobId, flags: u8, raw_len: u32, stored: &[u8]) -> Result<u64> {
+    pub(crate) fn add(
+        &mut self,
+        id: &BlobId,
+        flags: u8,
+        raw_len: u32,
+        stored: &[u8],
+    ) -> Result<u64> {
         let stored_len = u32::try_from(stored.len())
             .map_err(|_| StoreError::Invalid("blob larger than 4 GiB".into()))?;
         let mut h = Vec::with_capacity(BLOB_HEADER as usize);
@@ -161,12 +163,16 @@ pub(crate) fn read_stored(file: &mut File, offset: u64, len: u32) -> std::io::Re
 }
 
 /// Lists a pack from its trailer. Errors name what is wrong.
-pub(crate) fn read_trailer(bytes_len: u64, file: &mut File) -> std::result::Result<Vec<PackEntry>, String> {
+pub(crate) fn read_trailer(
+    bytes_len: u64,
+    file: &mut File,
+) -> std::result::Result<Vec<PackEntry>, String> {
     if bytes_len < (PACK_MAGIC.len() + 20) as u64 {
         return Err("pack too short".into());
     }
     let mut tail = [0u8; 20];
-    file.seek(SeekFrom::Start(bytes_len - 20)).map_err(|e| e.to_string())?;
+    file.seek(SeekFrom::Start(bytes_len - 20))
+        .map_err(|e| e.to_string())?;
     file.read_exact(&mut tail).map_err(|e| e.to_string())?;
     if &tail[12..] != END_MAGIC {
         return Err("trailer magic missing".into());
@@ -177,7 +183,8 @@ pub(crate) fn read_trailer(bytes_len: u64, file: &mut File) -> std::result::Resu
         return Err("trailer longer than the pack".into());
     }
     let mut t = vec![0u8; tlen as usize];
-    file.seek(SeekFrom::Start(bytes_len - 20 - tlen)).map_err(|e| e.to_string())?;
+    file.seek(SeekFrom::Start(bytes_len - 20 - tlen))
+        .map_err(|e| e.to_string())?;
     file.read_exact(&mut t).map_err(|e| e.to_string())?;
     let mut h = blake3::Hasher::new();
     h.update(&t);
@@ -215,7 +222,10 @@ fn parse_entry(c: &[u8]) -> PackEntry {
 pub(crate) fn scan_records(file: &mut File, len: u64) -> (Vec<PackEntry>, Option<String>) {
     let mut out = Vec::new();
     let mut magic = [0u8; 8];
-    if file.seek(SeekFrom::Start(0)).is_err() || file.read_exact(&mut magic).is_err() || &magic != PACK_MAGIC {
+    if file.seek(SeekFrom::Start(0)).is_err()
+        || file.read_exact(&mut magic).is_err()
+        || &magic != PACK_MAGIC
+    {
         return (out, Some("pack header missing".into()));
     }
     let mut pos = PACK_MAGIC.len() as u64;
@@ -227,7 +237,7 @@ pub(crate) fn scan_records(file: &mut File, len: u64) -> (Vec<PackEntry>, Option
         if &h[..4] != BLOB_MAGIC {
             // The trailer starts here (or the pack is damaged).
             let rest = len - pos;
-            if rest >= 20 && (rest - 20) % ENTRY as u64 == 0 {
+            if rest >= 20 && (rest - 20).is_multiple_of(ENTRY as u64) {
                 return (out, None);
             }
             return (out, Some(format!("no blob header at {pos}")));
@@ -235,7 +245,8 @@ pub(crate) fn scan_records(file: &mut File, len: u64) -> (Vec<PackEntry>, Option
         if check4(&h[..45]) != h[45..49] {
             return (out, Some(format!("damaged blob header at {pos}")));
         }
-        let mut e = parse_entry(&[&h[4..36], &[0u8; 8][..], &h[41..45], &h[37..41], &h[36..37]].concat());
+        let mut e =
+            parse_entry(&[&h[4..36], &[0u8; 8][..], &h[41..45], &h[37..41], &h[36..37]].concat());
         e.offset = pos + BLOB_HEADER;
         pos = e.offset + u64::from(e.stored_len);
         if pos > len {
@@ -273,7 +284,12 @@ mod tests {
         assert_eq!(scanned, entries);
         for (e, b) in entries.iter().zip(blobs) {
             let stored = read_stored(&mut f, e.offset, e.stored_len).unwrap();
-            assert_eq!(&codec.open(&e.id, e.flags, e.raw_len as usize, &stored).unwrap(), b);
+            assert_eq!(
+                &codec
+                    .open(&e.id, e.flags, e.raw_len as usize, &stored)
+                    .unwrap(),
+                b
+            );
         }
         assert_eq!(entries.iter().map(|e| e.id).collect::<Vec<_>>(), ids);
     }

@@ -110,8 +110,10 @@ pub(crate) fn configure(conn: &Connection, read_only: bool) -> Result<()> {
         conn.pragma_update(None, "journal_mode", "WAL")
             .ctx("enabling WAL")?;
     }
-    conn.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA cache_size=-8000;")
-        .ctx("setting pragmas")?;
+    conn.execute_batch(
+        "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA cache_size=-8000;",
+    )
+    .ctx("setting pragmas")?;
     Ok(())
 }
 
@@ -129,7 +131,11 @@ pub(crate) fn version(conn: &Connection) -> Result<i64> {
         return Ok(0);
     }
     let v: Option<String> = conn
-        .query_row("SELECT value FROM meta WHERE key='schema_version'", [], |r| r.get(0))
+        .query_row(
+            "SELECT value FROM meta WHERE key='schema_version'",
+            [],
+            |r| r.get(0),
+        )
         .optional()
         .ctx("reading schema version")?;
     v.map_or(Ok(0), |v| {
@@ -152,7 +158,13 @@ pub(crate) fn migrate_to(conn: &mut Connection, target: i64) -> Result<()> {
         if v <= current || v > target {
             continue;
         }
-        let tx = conn.transaction().ctx("starting migration")?;
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .ctx("starting migration")?;
+        // Another process may have migrated while we waited for the lock.
+        if version(&tx)? >= v {
+            continue;
+        }
         tx.execute_batch(sql).ctx("applying migration")?;
         tx.execute(
             "INSERT INTO meta(key, value) VALUES('schema_version', ?1)
@@ -191,13 +203,22 @@ mod tests {
         migrate_to(&mut c, LATEST).unwrap();
         assert_eq!(version(&c).unwrap(), LATEST);
         let name: String = c
-            .query_row("SELECT name FROM node_versions WHERE node = 1", [], |r| r.get(0))
+            .query_row("SELECT name FROM node_versions WHERE node = 1", [], |r| {
+                r.get(0)
+            })
             .unwrap();
         assert_eq!(name, "Hello");
-        c.execute("INSERT INTO search(rowid, subject) VALUES (1, 'Hello there')", [])
-            .unwrap();
+        c.execute(
+            "INSERT INTO search(rowid, subject) VALUES (1, 'Hello there')",
+            [],
+        )
+        .unwrap();
         let n: i64 = c
-            .query_row("SELECT count(*) FROM search WHERE search MATCH 'hello'", [], |r| r.get(0))
+            .query_row(
+                "SELECT count(*) FROM search WHERE search MATCH 'hello'",
+                [],
+                |r| r.get(0),
+            )
             .unwrap();
         assert_eq!(n, 1);
     }
@@ -206,8 +227,11 @@ mod tests {
     fn newer_catalog_is_refused() {
         let mut c = Connection::open_in_memory().unwrap();
         migrate_to(&mut c, LATEST).unwrap();
-        c.execute("UPDATE meta SET value = '999' WHERE key = 'schema_version'", [])
-            .unwrap();
+        c.execute(
+            "UPDATE meta SET value = '999' WHERE key = 'schema_version'",
+            [],
+        )
+        .unwrap();
         assert!(matches!(
             migrate_to(&mut c, LATEST),
             Err(StoreError::NewerFormat { found: 999, .. })

@@ -1,0 +1,373 @@
+//! The repository: a folder with `config.json`, an optional `key.json`, the SQLite catalog and
+//! the pack files; opening, creating, locking and the pool of read connections.
+
+use std::fs::{self, File, OpenOptions as FsOpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{Connection, OpenFlags};
+use serde::{Deserialize, Serialize};
+
+use crate::chunker::ChunkParams;
+use crate::crypto::{Codec, KdfParams, Keys};
+use crate::error::{DbContext, IoContext, Result, StoreError};
+use crate::schema;
+use crate::snapshot::{self, FsKind};
+
+/// Newest repository layout this build understands.
+pub const FORMAT_VERSION: u32 = 1;
+const CONFIG: &str = "config.json";
+const KEY: &str = "key.json";
+const CATALOG: &str = "catalog.db";
+const LOCK: &str = "lock";
+const MAX_IDLE_READERS: usize = 4;
+
+/// Options for [`Repository::create`].
+#[derive(Clone, Debug, Default)]
+pub struct CreateOptions {
+    /// Encrypt blobs with a key wrapped by this passphrase (`None`: no encryption).
+    pub passphrase: Option<String>,
+    /// Cost of the passphrase derivation.
+    pub kdf: KdfParams,
+    /// Chunker sizes (`None`: [`ChunkParams::DEFAULT`]).
+    pub chunking: Option<ChunkParams>,
+    /// Do not make the repository a btrfs subvolume even on btrfs (no snapshots).
+    pub no_subvolume: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Config {
+    pub format: u32,
+    pub repository_id: String,
+    pub encrypted: bool,
+    pub created: i64,
+    pub chunk_min: usize,
+    pub chunk_avg: usize,
+    pub chunk_max: usize,
+    pub single_blob_limit: usize,
+    pub subvolume: bool,
+}
+
+impl Config {
+    pub(crate) fn chunk_params(&self) -> ChunkParams {
+        ChunkParams {
+            min: self.chunk_min,
+            avg: self.chunk_avg,
+            max: self.chunk_max,
+            single_blob_limit: self.single_blob_limit,
+        }
+    }
+}
+
+pub(crate) struct Inner {
+    pub root: PathBuf,
+    pub config: Config,
+    pub codec: Codec,
+    pub read_only: bool,
+    readers: Mutex<Vec<Connection>>,
+}
+
+/// A repository. Cheap to clone, `Send + Sync`: many threads may read while one
+/// [`crate::RunWriter`] writes. All calls block; call them from `spawn_blocking` in async code.
+#[derive(Clone)]
+pub struct Repository {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Repository {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Repository")
+            .field("root", &self.inner.root)
+            .field("encrypted", &self.inner.config.encrypted)
+            .field("read_only", &self.inner.read_only)
+            .finish()
+    }
+}
+
+impl Repository {
+    /// Creates a repository in `path` (which must not exist or be an empty folder). On btrfs the
+    /// folder is created as a subvolume so that runs can be snapshotted.
+    pub fn create(path: impl AsRef<Path>, opts: &CreateOptions) -> Result<Self> {
+        let root = path.as_ref().to_path_buf();
+        if root.join(CONFIG).exists() {
+            return Err(StoreError::AlreadyExists { path: root });
+        }
+        let mut subvolume = false;
+        if !root.exists() {
+            let parent = root.parent().unwrap_or(Path::new("."));
+            if !opts.no_subvolume && snapshot::fs_kind(parent) == FsKind::Btrfs {
+                match snapshot::create_subvolume(&root) {
+                    Ok(()) => subvolume = true,
+                    Err(reason) => {
+                        tracing::warn!(%reason, "repository created as a plain folder");
+                    }
+                }
+            }
+            if !subvolume {
+                fs::create_dir_all(&root).at(&root)?;
+            }
+        } else if fs::read_dir(&root).at(&root)?.next().is_some() {
+            return Err(StoreError::AlreadyExists { path: root });
+        } else {
+            subvolume = snapshot::is_subvolume(&root);
+        }
+        fs::create_dir_all(root.join("packs")).at(&root)?;
+        let keys = match &opts.passphrase {
+            Some(p) => {
+                let k = Keys::random();
+                k.write(&root.join(KEY), p, opts.kdf)?;
+                Some(k)
+            }
+            None => None,
+        };
+        let mut conn = Connection::open(root.join(CATALOG)).ctx("creating the catalog")?;
+        schema::configure(&conn, false)?;
+        schema::migrate_to(&mut conn, schema::LATEST)?;
+        drop(conn);
+        let chunk = opts.chunking.unwrap_or_default();
+        let config = Config {
+            format: FORMAT_VERSION,
+            repository_id: crate::id::hex(&rand::random::<[u8; 16]>()),
+            encrypted: keys.is_some(),
+            created: time::OffsetDateTime::now_utc().unix_timestamp(),
+            chunk_min: chunk.min,
+            chunk_avg: chunk.avg,
+            chunk_max: chunk.max,
+            single_blob_limit: chunk.single_blob_limit,
+            subvolume,
+        };
+        let json =
+            serde_json::to_vec_pretty(&config).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        crate::fsutil::write_atomic(&root.join(CONFIG), &json)?;
+        Ok(Self::from_parts(root, config, Codec::new(keys), false))
+    }
+
+    /// Opens an existing repository for reading and writing, migrating its catalog if it was
+    /// written by an older version.
+    pub fn open(path: impl AsRef<Path>, passphrase: Option<&str>) -> Result<Self> {
+        Self::open_inner(path.as_ref(), passphrase, false)
+    }
+
+    /// Opens a repository read-only without changing anything in it: a btrfs snapshot of a
+    /// committed run, or a repository on read-only media.
+    pub fn open_read_only(path: impl AsRef<Path>, passphrase: Option<&str>) -> Result<Self> {
+        Self::open_inner(path.as_ref(), passphrase, true)
+    }
+
+    fn open_inner(root: &Path, passphrase: Option<&str>, read_only: bool) -> Result<Self> {
+        let cfg_path = root.join(CONFIG);
+        let bytes = match fs::read(&cfg_path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(StoreError::NotARepository {
+                    path: root.to_path_buf(),
+                });
+            }
+            Err(e) => return Err(StoreError::io(&cfg_path, e)),
+        };
+        let raw: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|e| StoreError::Invalid(format!("config.json: {e}")))?;
+        let format = raw
+            .get("format")
+            .and_then(serde_json::Value::as_i64)
+            .unwrap_or(0);
+        if format > i64::from(FORMAT_VERSION) {
+            return Err(StoreError::NewerFormat {
+                found: format,
+                supported: i64::from(FORMAT_VERSION),
+            });
+        }
+        let config: Config = serde_json::from_value(raw)
+            .map_err(|e| StoreError::Invalid(format!("config.json: {e}")))?;
+        let keys = if config.encrypted {
+            let pass = passphrase.ok_or(StoreError::PassphraseRequired)?;
+            Some(Keys::read(&root.join(KEY), pass)?)
+        } else {
+            None
+        };
+        let repo = Self::from_parts(root.to_path_buf(), config, Codec::new(keys), read_only);
+        if read_only {
+            let conn = repo.open_connection()?;
+            let v = schema::version(&conn)?;
+            if v > schema::LATEST {
+                return Err(StoreError::NewerFormat {
+                    found: v,
+                    supported: schema::LATEST,
+                });
+            }
+        } else {
+            let mut conn = repo.open_connection()?;
+            schema::migrate_to(&mut conn, schema::LATEST)?;
+            repo.give_back(conn);
+        }
+        Ok(repo)
+    }
+
+    fn from_parts(root: PathBuf, config: Config, codec: Codec, read_only: bool) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                root,
+                config,
+                codec,
+                read_only,
+                readers: Mutex::new(Vec::new()),
+            }),
+        }
+    }
+
+    /// The repository folder.
+    #[must_use]
+    pub fn root(&self) -> &Path {
+        &self.inner.root
+    }
+
+    /// Whether blobs are encrypted.
+    #[must_use]
+    pub fn is_encrypted(&self) -> bool {
+        self.inner.config.encrypted
+    }
+
+    /// Whether the repository was opened read-only.
+    #[must_use]
+    pub fn is_read_only(&self) -> bool {
+        self.inner.read_only
+    }
+
+    /// Whether the repository folder is a btrfs subvolume (runs get snapshots).
+    #[must_use]
+    pub fn is_subvolume(&self) -> bool {
+        self.inner.config.subvolume
+    }
+
+    /// Chunker sizes of this repository.
+    #[must_use]
+    pub fn chunk_params(&self) -> ChunkParams {
+        self.inner.config.chunk_params()
+    }
+
+    pub(crate) fn catalog_path(&self) -> PathBuf {
+        self.inner.root.join(CATALOG)
+    }
+
+    /// A new connection to the catalog (read-write, or immutable for read-only repositories).
+    pub(crate) fn open_connection(&self) -> Result<Connection> {
+        let path = self.catalog_path();
+        let conn = if self.inner.read_only {
+            let uri = format!("file:{}?immutable=1", uri_escape(&path));
+            Connection::open_with_flags(
+                uri,
+                OpenFlags::SQLITE_OPEN_READ_ONLY
+                    | OpenFlags::SQLITE_OPEN_URI
+                    | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .ctx("opening the catalog read-only")?
+        } else {
+            if !path.exists() {
+                return Err(StoreError::NotARepository {
+                    path: self.inner.root.clone(),
+                });
+            }
+            Connection::open(&path).ctx("opening the catalog")?
+        };
+        schema::configure(&conn, self.inner.read_only)?;
+        Ok(conn)
+    }
+
+    fn give_back(&self, conn: Connection) {
+        if let Ok(mut pool) = self.inner.readers.lock()
+            && pool.len() < MAX_IDLE_READERS
+        {
+            pool.push(conn);
+        }
+    }
+
+    /// Runs `f` with a pooled read connection.
+    pub(crate) fn with_conn<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let pooled = self.inner.readers.lock().ok().and_then(|mut p| p.pop());
+        let conn = match pooled {
+            Some(c) => c,
+            None => self.open_connection()?,
+        };
+        let out = f(&conn);
+        self.give_back(conn);
+        out
+    }
+
+    /// Takes the repository's writer lock (one writer across processes and threads).
+    pub(crate) fn lock_writer(&self) -> Result<File> {
+        if self.inner.read_only {
+            return Err(StoreError::ReadOnly);
+        }
+        let p = self.inner.root.join(LOCK);
+        let f = FsOpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&p)
+            .at(&p)?;
+        match f.try_lock() {
+            Ok(()) => Ok(f),
+            Err(fs::TryLockError::WouldBlock) => Err(StoreError::Locked(
+                "a run, retention or garbage collection is in progress".into(),
+            )),
+            Err(fs::TryLockError::Error(e)) => Err(StoreError::io(&p, e)),
+        }
+    }
+
+    /// Removes temp files and pack files that no committed catalog transaction knows: leftovers
+    /// of a killed writer. Must be called with the writer lock held.
+    pub(crate) fn sweep_orphans(&self, conn: &Connection) -> Result<usize> {
+        let packs = self.inner.root.join("packs");
+        let mut known = std::collections::HashSet::new();
+        {
+            let mut st = conn
+                .prepare("SELECT name FROM packs")
+                .ctx("listing packs")?;
+            let rows = st
+                .query_map([], |r| r.get::<_, Vec<u8>>(0))
+                .ctx("listing packs")?;
+            for r in rows {
+                known.insert(crate::id::hex(&r.ctx("listing packs")?));
+            }
+        }
+        let mut removed = 0;
+        let Ok(dirs) = fs::read_dir(&packs) else {
+            return Ok(0);
+        };
+        for d in dirs {
+            let d = d.at(&packs)?;
+            if !d.file_type().at(&d.path())?.is_dir() {
+                continue;
+            }
+            for f in fs::read_dir(d.path()).at(&d.path())? {
+                let f = f.at(&d.path())?;
+                let name = f.file_name().to_string_lossy().into_owned();
+                let orphan = if let Some(stem) = name.strip_suffix(".pack") {
+                    !known.contains(stem)
+                } else {
+                    name.ends_with(".tmp")
+                };
+                if orphan {
+                    tracing::info!(file = %f.path().display(), "removing leftover of an unfinished write");
+                    fs::remove_file(f.path()).at(&f.path())?;
+                    removed += 1;
+                }
+            }
+        }
+        Ok(removed)
+    }
+}
+
+fn uri_escape(p: &Path) -> String {
+    let s = p.to_string_lossy();
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '%' => o.push_str("%25"),
+            '?' => o.push_str("%3f"),
+            '#' => o.push_str("%23"),
+            _ => o.push(c),
+        }
+    }
+    o
+}
