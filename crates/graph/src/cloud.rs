@@ -40,7 +40,10 @@ impl Cloud {
         let login = parse_endpoint("login", login)?;
         let mut graph = parse_endpoint("Graph", graph)?;
         let path = graph.path().trim_end_matches('/').to_owned();
-        if let Some(stripped) = path.strip_suffix("/v1.0").or_else(|| path.strip_suffix("/beta")) {
+        if let Some(stripped) = path
+            .strip_suffix("/v1.0")
+            .or_else(|| path.strip_suffix("/beta"))
+        {
             graph.set_path(stripped);
         }
         Ok(Cloud::Custom { login, graph })
@@ -193,7 +196,10 @@ mod tests {
         assert_eq!(dod.login(), "https://login.microsoftonline.us");
         let cn: Cloud = "china".parse().unwrap();
         assert_eq!(cn.login(), "https://login.chinacloudapi.cn");
-        assert_eq!(cn.scope(), "https://microsoftgraph.chinacloudapi.cn/.default");
+        assert_eq!(
+            cn.scope(),
+            "https://microsoftgraph.chinacloudapi.cn/.default"
+        );
         assert_eq!(
             Cloud::global().token_endpoint("contoso.onmicrosoft.com"),
             "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/token"
@@ -204,14 +210,25 @@ mod tests {
 
     #[test]
     fn http_only_for_loopback() {
-        for ok in ["http://127.0.0.1:8080", "http://127.5.6.7", "http://[::1]:9000", "http://localhost:1"] {
+        for ok in [
+            "http://127.0.0.1:8080",
+            "http://127.5.6.7",
+            "http://[::1]:9000",
+            "http://localhost:1",
+        ] {
             Cloud::custom(ok, ok).unwrap();
         }
         let err = Cloud::custom("http://10.0.0.1", "https://graph.example").unwrap_err();
-        assert!(matches!(err, ConfigError::InsecureHttp { what: "login", .. }), "{err}");
+        assert!(
+            matches!(err, ConfigError::InsecureHttp { what: "login", .. }),
+            "{err}"
+        );
         assert!(err.to_string().contains("only allowed for loopback"));
         let err = Cloud::custom("https://login.example", "http://graph.example").unwrap_err();
-        assert!(matches!(err, ConfigError::InsecureHttp { what: "Graph", .. }));
+        assert!(matches!(
+            err,
+            ConfigError::InsecureHttp { what: "Graph", .. }
+        ));
         assert!(Cloud::custom("ftp://x", "https://y").is_err());
         assert!(Cloud::custom("not a url", "https://y").is_err());
     }
@@ -221,6 +238,9 @@ mod tests {
         let c = Cloud::custom("http://127.0.0.1:5000/", "http://127.0.0.1:5000/v1.0/").unwrap();
         assert_eq!(c.graph(), "http://127.0.0.1:5000");
         assert_eq!(c.graph_v1(), "http://127.0.0.1:5000/v1.0");
-        assert_eq!(c.token_endpoint("t"), "http://127.0.0.1:5000/t/oauth2/v2.0/token");
+        assert_eq!(
+            c.token_endpoint("t"),
+            "http://127.0.0.1:5000/t/oauth2/v2.0/token"
+        );
     }
 }

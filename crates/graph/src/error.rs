@@ -131,19 +131,34 @@ impl GraphError {
     /// How to treat this error.
     #[must_use]
     pub fn class(&self) -> ErrorClass {
-        if self.has_code("MailboxNotEnabledForRESTAPI") || self.has_code("MailboxNotSupportedForRESTAPI") {
+        if self.has_code("MailboxNotEnabledForRESTAPI")
+            || self.has_code("MailboxNotSupportedForRESTAPI")
+        {
             return ErrorClass::MailboxNotEnabled;
         }
-        if self.status == 410 || self.has_code_prefix("resync") || self.has_code("syncStateNotFound") || self.has_code("syncStateInvalid") {
+        if self.status == 410
+            || self.has_code_prefix("resync")
+            || self.has_code("syncStateNotFound")
+            || self.has_code("syncStateInvalid")
+        {
             return ErrorClass::Resync;
         }
-        if self.status == 429 || ((self.status == 503 || self.status == 504) && self.retry_after.is_some()) {
-            return ErrorClass::Throttled { retry_after: self.retry_after };
+        if self.status == 429
+            || ((self.status == 503 || self.status == 504) && self.retry_after.is_some())
+        {
+            return ErrorClass::Throttled {
+                retry_after: self.retry_after,
+            };
         }
         if self.status == 404
-            || ["itemNotFound", "ErrorItemNotFound", "ResourceNotFound", "Request_ResourceNotFound"]
-                .iter()
-                .any(|c| self.has_code(c))
+            || [
+                "itemNotFound",
+                "ErrorItemNotFound",
+                "ResourceNotFound",
+                "Request_ResourceNotFound",
+            ]
+            .iter()
+            .any(|c| self.has_code(c))
         {
             return ErrorClass::NotFound;
         }
@@ -187,25 +202,35 @@ pub enum CredentialError {
         source: std::io::Error,
     },
     /// The bytes are not PKCS#12.
-    #[error("the certificate file is not a PKCS#12 (.pfx/.p12) file; export the certificate with its private key as .pfx")]
+    #[error(
+        "the certificate file is not a PKCS#12 (.pfx/.p12) file; export the certificate with its private key as .pfx"
+    )]
     NotPkcs12,
     /// MAC verification failed.
-    #[error("wrong password for the certificate file (the .pfx could not be opened with the given password)")]
+    #[error(
+        "wrong password for the certificate file (the .pfx could not be opened with the given password)"
+    )]
     WrongPassword,
     /// An algorithm of the file is not available.
-    #[error("the certificate file uses an encryption this system cannot read ({detail}); re-export it with AES-256 (or with 3DES/SHA1)")]
+    #[error(
+        "the certificate file uses an encryption this system cannot read ({detail}); re-export it with AES-256 (or with 3DES/SHA1)"
+    )]
     Unsupported {
         /// OpenSSL's reason.
         detail: String,
     },
     /// The file holds no private key.
-    #[error("the certificate file contains no private key; export the certificate together with its private key")]
+    #[error(
+        "the certificate file contains no private key; export the certificate together with its private key"
+    )]
     NoPrivateKey,
     /// The file holds no certificate.
     #[error("the certificate file contains a private key but no certificate")]
     NoCertificate,
     /// The key is not RSA.
-    #[error("the certificate's key is {kind}, but Microsoft Entra ID app certificates must use an RSA key")]
+    #[error(
+        "the certificate's key is {kind}, but Microsoft Entra ID app certificates must use an RSA key"
+    )]
     KeyNotRsa {
         /// The key type found.
         kind: String,
@@ -214,7 +239,9 @@ pub enum CredentialError {
     #[error("the private key in the certificate file does not belong to its certificate")]
     KeyMismatch,
     /// `notAfter` is in the past.
-    #[error("the certificate expired on {not_after} (it was valid from {not_before}); create a new certificate and upload it to the app registration")]
+    #[error(
+        "the certificate expired on {not_after} (it was valid from {not_before}); create a new certificate and upload it to the app registration"
+    )]
     Expired {
         /// Start of validity.
         not_before: String,
@@ -222,7 +249,9 @@ pub enum CredentialError {
         not_after: String,
     },
     /// `notBefore` is in the future.
-    #[error("the certificate is not valid yet: it is valid from {not_before} until {not_after}; check the NAS clock")]
+    #[error(
+        "the certificate is not valid yet: it is valid from {not_before} until {not_after}; check the NAS clock"
+    )]
     NotYetValid {
         /// Start of validity.
         not_before: String,
@@ -241,7 +270,9 @@ pub enum CredentialError {
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
     /// AADSTS700016.
-    #[error("the application {app_id} was not found in tenant {tenant} (AADSTS700016): check the tenant id and the application (client) id, and that an administrator of this tenant granted consent")]
+    #[error(
+        "the application {app_id} was not found in tenant {tenant} (AADSTS700016): check the tenant id and the application (client) id, and that an administrator of this tenant granted consent"
+    )]
     AppNotFound {
         /// Application id.
         app_id: String,
@@ -249,13 +280,17 @@ pub enum AuthError {
         tenant: String,
     },
     /// AADSTS90002.
-    #[error("tenant {tenant} was not found (AADSTS90002): check the tenant id or domain and the chosen cloud")]
+    #[error(
+        "tenant {tenant} was not found (AADSTS90002): check the tenant id or domain and the chosen cloud"
+    )]
     TenantNotFound {
         /// Tenant.
         tenant: String,
     },
     /// AADSTS700027 and relatives.
-    #[error("Microsoft Entra ID rejected the certificate (AADSTS{code}): the certificate with SHA-1 thumbprint {thumbprint} is not registered on the application, or it expired or was removed; upload the certificate (.cer) under Certificates & secrets")]
+    #[error(
+        "Microsoft Entra ID rejected the certificate (AADSTS{code}): the certificate with SHA-1 thumbprint {thumbprint} is not registered on the application, or it expired or was removed; upload the certificate (.cer) under Certificates & secrets"
+    )]
     CertificateRejected {
         /// The AADSTS number.
         code: u64,
@@ -263,28 +298,38 @@ pub enum AuthError {
         thumbprint: String,
     },
     /// AADSTS7000112.
-    #[error("the application {app_id} is disabled in this tenant (AADSTS7000112): an administrator must enable it")]
+    #[error(
+        "the application {app_id} is disabled in this tenant (AADSTS7000112): an administrator must enable it"
+    )]
     AppDisabled {
         /// Application id.
         app_id: String,
     },
     /// AADSTS700024 / 500133.
-    #[error("Microsoft Entra ID says the sign-in request is outside its valid time range (AADSTS{code}): the NAS clock is probably wrong; enable NTP time synchronisation")]
+    #[error(
+        "Microsoft Entra ID says the sign-in request is outside its valid time range (AADSTS{code}): the NAS clock is probably wrong; enable NTP time synchronisation"
+    )]
     ClockSkew {
         /// The AADSTS number.
         code: u64,
     },
     /// AADSTS90038 and other cross-cloud codes.
-    #[error("the tenant belongs to another Microsoft cloud (AADSTS{code}): choose the right cloud (global, usgov, usgovdod, china) for this tenant")]
+    #[error(
+        "the tenant belongs to another Microsoft cloud (AADSTS{code}): choose the right cloud (global, usgov, usgovdod, china) for this tenant"
+    )]
     WrongCloud {
         /// The AADSTS number.
         code: u64,
     },
     /// AADSTS53003.
-    #[error("sign-in was blocked by a Conditional Access policy (AADSTS53003): exclude the backup application from the policy")]
+    #[error(
+        "sign-in was blocked by a Conditional Access policy (AADSTS53003): exclude the backup application from the policy"
+    )]
     ConditionalAccess,
     /// AADSTS70011 / 700022 / 700023.
-    #[error("Microsoft Entra ID rejected the requested scope (AADSTS{code}): check the Graph endpoint of the chosen cloud")]
+    #[error(
+        "Microsoft Entra ID rejected the requested scope (AADSTS{code}): check the Graph endpoint of the chosen cloud"
+    )]
     InvalidScope {
         /// The AADSTS number.
         code: u64,
@@ -333,7 +378,10 @@ impl AuthError {
     /// Whether retrying later may help.
     #[must_use]
     pub fn is_temporary(&self) -> bool {
-        matches!(self, AuthError::Temporary { .. } | AuthError::Unreachable { .. })
+        matches!(
+            self,
+            AuthError::Temporary { .. } | AuthError::Unreachable { .. }
+        )
     }
 }
 
@@ -341,7 +389,9 @@ impl AuthError {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// Unknown cloud name.
-    #[error("unknown cloud {0:?}: use one of global, usgov, usgovdod, china (or give explicit login and Graph endpoints)")]
+    #[error(
+        "unknown cloud {0:?}: use one of global, usgov, usgovdod, china (or give explicit login and Graph endpoints)"
+    )]
     UnknownCloud(String),
     /// A URL that does not parse.
     #[error("invalid {what} URL {url:?}: {reason}")]
@@ -354,7 +404,9 @@ pub enum ConfigError {
         reason: String,
     },
     /// Plain HTTP to a non-loopback host.
-    #[error("the {what} endpoint {url} uses plain http://, which is only allowed for loopback addresses (127.0.0.0/8, ::1, localhost); use https://")]
+    #[error(
+        "the {what} endpoint {url} uses plain http://, which is only allowed for loopback addresses (127.0.0.0/8, ::1, localhost); use https://"
+    )]
     InsecureHttp {
         /// Which endpoint.
         what: &'static str,
@@ -362,7 +414,9 @@ pub enum ConfigError {
         url: String,
     },
     /// Tenant id with characters no tenant id or domain has.
-    #[error("invalid tenant id {0:?}: give the tenant's GUID or its domain (contoso.onmicrosoft.com)")]
+    #[error(
+        "invalid tenant id {0:?}: give the tenant's GUID or its domain (contoso.onmicrosoft.com)"
+    )]
     BadTenant(String),
     /// Application id that is empty or has odd characters.
     #[error("invalid application (client) id {0:?}")]
@@ -396,13 +450,17 @@ pub enum Error {
     #[error(transparent)]
     Graph(Box<GraphError>),
     /// Graph answered 403 and the token carries no application permissions.
-    #[error("access denied, and the application's token carries no application permissions: an administrator has not granted admin consent for the application's Microsoft Graph permissions (Graph said: {graph})")]
+    #[error(
+        "access denied, and the application's token carries no application permissions: an administrator has not granted admin consent for the application's Microsoft Graph permissions (Graph said: {graph})"
+    )]
     ConsentMissing {
         /// Graph's answer.
         graph: Box<GraphError>,
     },
     /// A delta token expired or was reset.
-    #[error("the change-tracking state expired ({code}); the container must be listed again from scratch")]
+    #[error(
+        "the change-tracking state expired ({code}); the container must be listed again from scratch"
+    )]
     Resync {
         /// Graph's code (`resyncRequired`, `syncStateNotFound`, or `410`).
         code: String,
@@ -434,7 +492,9 @@ pub enum Error {
         detail: String,
     },
     /// A link (nextLink, Location) pointing away from the configured Graph host.
-    #[error("refusing to follow a link to {host}, which is not the configured Microsoft Graph host {graph_host}")]
+    #[error(
+        "refusing to follow a link to {host}, which is not the configured Microsoft Graph host {graph_host}"
+    )]
     ForeignLink {
         /// Host of the link.
         host: String,
@@ -445,7 +505,9 @@ pub enum Error {
     #[error("invalid request: {0}")]
     InvalidRequest(String),
     /// A download broke off and could not be resumed.
-    #[error("the download of {what} broke off after {received} bytes and cannot be resumed: {reason}")]
+    #[error(
+        "the download of {what} broke off after {received} bytes and cannot be resumed: {reason}"
+    )]
     Interrupted {
         /// The request (path only).
         what: String,
@@ -477,7 +539,11 @@ impl Error {
             Error::ConsentMissing { .. } => ErrorClass::AccessDenied,
             Error::Resync { .. } => ErrorClass::Resync,
             Error::Auth(a) if a.is_temporary() => ErrorClass::Temporary,
-            Error::Transport { .. } | Error::Timeout { .. } | Error::Malformed { .. } | Error::Interrupted { .. } | Error::UploadSessionLost => ErrorClass::Temporary,
+            Error::Transport { .. }
+            | Error::Timeout { .. }
+            | Error::Malformed { .. }
+            | Error::Interrupted { .. }
+            | Error::UploadSessionLost => ErrorClass::Temporary,
             Error::Credential(_)
             | Error::Auth(_)
             | Error::Config(_)
@@ -513,7 +579,10 @@ mod tests {
         let e = GraphError::from_parts(429, &headers, body.as_bytes());
         assert_eq!(e.code, "TooManyRequests");
         assert_eq!(e.inner_codes, vec!["429"]);
-        assert_eq!(e.request_id.as_deref(), Some("94fb3b52-452a-4535-a601-69e0a90e3aa2"));
+        assert_eq!(
+            e.request_id.as_deref(),
+            Some("94fb3b52-452a-4535-a601-69e0a90e3aa2")
+        );
         assert_eq!(
             e.class(),
             ErrorClass::Throttled {
@@ -524,14 +593,42 @@ mod tests {
 
     #[test]
     fn classes() {
-        assert_eq!(parse(404, r#"{"error":{"code":"MailboxNotEnabledForRESTAPI","message":"x"}}"#).class(), ErrorClass::MailboxNotEnabled);
-        assert_eq!(parse(400, r#"{"error":{"code":"MailboxNotEnabledForRESTAPI"}}"#).class(), ErrorClass::MailboxNotEnabled);
-        assert_eq!(parse(410, r#"{"error":{"code":"resyncRequired"}}"#).class(), ErrorClass::Resync);
-        assert_eq!(parse(400, r#"{"error":{"code":"SyncStateNotFound"}}"#).class(), ErrorClass::Resync);
-        assert_eq!(parse(404, r#"{"error":{"code":"itemNotFound"}}"#).class(), ErrorClass::NotFound);
-        assert_eq!(parse(403, r#"{"error":{"code":"accessDenied"}}"#).class(), ErrorClass::AccessDenied);
-        assert_eq!(parse(502, "<html>bad gateway</html>").class(), ErrorClass::Temporary);
-        assert_eq!(parse(400, r#"{"error":{"code":"invalidRequest"}}"#).class(), ErrorClass::Permanent);
+        assert_eq!(
+            parse(
+                404,
+                r#"{"error":{"code":"MailboxNotEnabledForRESTAPI","message":"x"}}"#
+            )
+            .class(),
+            ErrorClass::MailboxNotEnabled
+        );
+        assert_eq!(
+            parse(400, r#"{"error":{"code":"MailboxNotEnabledForRESTAPI"}}"#).class(),
+            ErrorClass::MailboxNotEnabled
+        );
+        assert_eq!(
+            parse(410, r#"{"error":{"code":"resyncRequired"}}"#).class(),
+            ErrorClass::Resync
+        );
+        assert_eq!(
+            parse(400, r#"{"error":{"code":"SyncStateNotFound"}}"#).class(),
+            ErrorClass::Resync
+        );
+        assert_eq!(
+            parse(404, r#"{"error":{"code":"itemNotFound"}}"#).class(),
+            ErrorClass::NotFound
+        );
+        assert_eq!(
+            parse(403, r#"{"error":{"code":"accessDenied"}}"#).class(),
+            ErrorClass::AccessDenied
+        );
+        assert_eq!(
+            parse(502, "<html>bad gateway</html>").class(),
+            ErrorClass::Temporary
+        );
+        assert_eq!(
+            parse(400, r#"{"error":{"code":"invalidRequest"}}"#).class(),
+            ErrorClass::Permanent
+        );
     }
 
     #[test]

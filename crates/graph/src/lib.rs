@@ -1,31 +1,54 @@
 //! Backhome's Microsoft Graph client: the only code that speaks HTTP to Microsoft.
+//!
+//! - [`Credential`]: the application's certificate from a password-protected `.pfx`.
+//! - [`Cloud`] and [`ClientConfig`]: which Microsoft cloud, tenant and application.
+//! - [`Client`]: app-only tokens (RS256 client assertion), per-resource and global concurrency
+//!   limits, retries (`Retry-After`, backoff with jitter), paging, delta, `$batch`, streaming
+//!   downloads and resumable uploads, counters ([`ClientStats`]).
+//! - [`models`]: typed Graph resources, tolerant of unknown and missing fields.
+//!
+//! ```no_run
+//! use backhome_graph::{Call, Client, ClientConfig, Cloud, Credential, models::User};
+//! use futures_util::TryStreamExt;
+//!
+//! # async fn example() -> Result<(), backhome_graph::Error> {
+//! let credential = Credential::from_pkcs12_file("/volume1/backhome/app.pfx", "secret")?;
+//! let config = ClientConfig::new(Cloud::Global, "contoso.onmicrosoft.com", "00000000-0000-0000-0000-000000000000");
+//! let client = Client::new(config, credential)?;
+//! let users: Vec<User> = client.items(Call::get("/users")).try_collect().await?;
+//! for user in users {
+//!     println!("{}", user.user_principal_name.unwrap_or_default());
+//! }
+//! # Ok(()) }
+//! ```
 
-/// A Microsoft cloud: where to sign in and where Graph lives.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Cloud {
-    /// Base URL of the Entra ID login host.
-    pub login: String,
-    /// Base URL of Microsoft Graph.
-    pub graph: String,
-}
+mod batch;
+mod call;
+mod client;
+mod cloud;
+mod config;
+mod credential;
+mod download;
+mod error;
+mod limits;
+pub mod models;
+mod paging;
+mod retry;
+mod stats;
+mod token;
+mod upload;
 
-impl Cloud {
-    /// The global (worldwide) Microsoft cloud.
-    #[must_use]
-    pub fn global() -> Self {
-        Self {
-            login: "https://login.microsoftonline.com".into(),
-            graph: "https://graph.microsoft.com".into(),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn global_cloud_hosts() {
-        let c = super::Cloud::global();
-        assert!(c.login.ends_with("microsoftonline.com"));
-        assert!(c.graph.ends_with("graph.microsoft.com"));
-    }
-}
+pub use batch::{BatchRequest, BatchResponse, MAX_BATCH};
+pub use call::{Call, encode_segment, is_exchange_path};
+pub use client::{Client, Response};
+pub use cloud::{Cloud, is_loopback};
+pub use config::{ClientConfig, SIMPLE_UPLOAD_MAX, Timeouts, UPLOAD_FRAGMENT_UNIT, user_agent};
+pub use credential::Credential;
+pub use download::Download;
+pub use error::{AuthError, ConfigError, CredentialError, Error, ErrorClass, GraphError};
+pub use limits::Limits;
+pub use paging::{DeltaPage, Page, Removed};
+pub use retry::{RetryPolicy, parse_retry_after};
+pub use stats::ClientStats;
+pub use token::{TokenInfo, client_assertion, token_roles};
+pub use upload::{ConflictBehavior, FileSource, UploadOptions, UploadSource};
