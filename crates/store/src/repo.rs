@@ -64,6 +64,8 @@ pub(crate) struct Inner {
     pub config: Config,
     pub codec: Codec,
     pub read_only: bool,
+    /// Opened read-only because the volume was full.
+    pub full_at_open: bool,
     readers: Mutex<Vec<Connection>>,
 }
 
@@ -144,8 +146,23 @@ impl Repository {
 
     /// Opens an existing repository for reading and writing, migrating its catalog if it was
     /// written by an older version.
+    ///
+    /// On a full volume SQLite cannot even create the files it needs to read a catalog in WAL
+    /// mode; the repository then opens read-only (restores work), and
+    /// [`Repository::begin_run`] returns [`StoreError::VolumeFull`] until it is reopened with
+    /// space freed.
     pub fn open(path: impl AsRef<Path>, passphrase: Option<&str>) -> Result<Self> {
-        Self::open_inner(path.as_ref(), passphrase, false)
+        match Self::open_inner(path.as_ref(), passphrase, false) {
+            Err(StoreError::VolumeFull { context }) => {
+                tracing::warn!(%context, "volume full: repository opened read-only");
+                let mut repo = Self::open_inner(path.as_ref(), passphrase, true)?;
+                if let Some(inner) = Arc::get_mut(&mut repo.inner) {
+                    inner.full_at_open = true;
+                }
+                Ok(repo)
+            }
+            other => other,
+        }
     }
 
     /// Opens a repository read-only without changing anything in it: a btrfs snapshot of a
@@ -196,8 +213,8 @@ impl Repository {
                 });
             }
         } else {
-            let mut conn = repo.open_connection()?;
-            schema::migrate_to(&mut conn, schema::LATEST)?;
+            let mut conn = repo.open_connection().map_err(|e| repo.refine(e))?;
+            schema::migrate_to(&mut conn, schema::LATEST).map_err(|e| repo.refine(e))?;
             repo.give_back(conn);
         }
         Ok(repo)
@@ -210,6 +227,7 @@ impl Repository {
                 config,
                 codec,
                 read_only,
+                full_at_open: false,
                 readers: Mutex::new(Vec::new()),
             }),
         }
@@ -295,6 +313,11 @@ impl Repository {
 
     /// Takes the repository's writer lock (one writer across processes and threads).
     pub(crate) fn lock_writer(&self) -> Result<File> {
+        if self.inner.full_at_open {
+            return Err(StoreError::VolumeFull {
+                context: "the repository was opened read-only on a full volume; reopen it once space is freed".into(),
+            });
+        }
         if self.inner.read_only {
             return Err(StoreError::ReadOnly);
         }
@@ -312,6 +335,28 @@ impl Repository {
             )),
             Err(fs::TryLockError::Error(e)) => Err(StoreError::io(&p, e)),
         }
+    }
+
+    /// Refines an error seen while writing: SQLite reports some ENOSPC failures as generic I/O
+    /// errors (for example when it cannot grow its shared-memory file); when the volume is
+    /// (nearly) full, such an error is [`StoreError::VolumeFull`].
+    pub(crate) fn refine(&self, e: StoreError) -> StoreError {
+        let io_failure = match &e {
+            StoreError::Catalog { source, .. } => {
+                source.sqlite_error_code() == Some(rusqlite::ErrorCode::SystemIoFailure)
+            }
+            StoreError::Io { .. } => true,
+            _ => false,
+        };
+        if io_failure
+            && let Some(free) = free_bytes(&self.inner.root)
+            && free < 4 << 20
+        {
+            return StoreError::VolumeFull {
+                context: format!("{e} with {free} bytes free"),
+            };
+        }
+        e
     }
 
     /// Removes temp files and pack files that no committed catalog transaction knows: leftovers
@@ -356,6 +401,13 @@ impl Repository {
         }
         Ok(removed)
     }
+}
+
+/// Bytes available to this user on the volume holding `path`.
+pub(crate) fn free_bytes(path: &Path) -> Option<u64> {
+    rustix::fs::statvfs(path)
+        .ok()
+        .map(|s| s.f_bavail.saturating_mul(s.f_frsize))
 }
 
 fn uri_escape(p: &Path) -> String {

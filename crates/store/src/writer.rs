@@ -108,6 +108,10 @@ impl Repository {
 
     /// [`Repository::begin_run`] with a checkpoint policy.
     pub fn begin_run_with(&self, policy: CheckpointPolicy) -> Result<RunWriter> {
+        self.begin_run_inner(policy).map_err(|e| self.refine(e))
+    }
+
+    fn begin_run_inner(&self, policy: CheckpointPolicy) -> Result<RunWriter> {
         let lock = self.lock_writer()?;
         let conn = self.open_connection()?;
         self.sweep_orphans(&conn)?;
@@ -186,6 +190,7 @@ impl RunWriter {
 
     /// Marks the writer broken on error: its open transaction and pack are abandoned.
     fn track<T>(&mut self, r: Result<T>) -> Result<T> {
+        let r = r.map_err(|e| self.repo.refine(e));
         if r.as_ref().is_err_and(StoreError::breaks_writer) {
             self.broken = true;
             self.pack = None;

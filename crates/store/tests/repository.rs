@@ -492,3 +492,73 @@ fn large_stream_is_chunked_and_deduplicated_across_edits() {
         assert_eq!(a[..n], b[..n]);
     }
 }
+
+#[test]
+fn gc_repacks_mostly_garbage_packs_and_deletes_empty_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("r");
+    let repo = Repository::create(&p, &CreateOptions::default()).unwrap();
+    let mut run = repo.begin_run().unwrap();
+    let ann = user(&mut run, "ann");
+    let f = folder(&mut run, ann, "f", None, "F");
+    let mut nodes = Vec::new();
+    for i in 0..40u64 {
+        nodes.push(item(
+            &mut run,
+            ann,
+            &format!("m{i}"),
+            f,
+            &format!("M{i}"),
+            &bytes(50_000, i),
+            "t",
+        ));
+    }
+    run.commit(&serde_json::json!({})).unwrap();
+    // A second pack whose items all go away.
+    let mut run = repo.begin_run().unwrap();
+    let mut doomed = Vec::new();
+    for i in 0..5u64 {
+        doomed.push(item(
+            &mut run,
+            ann,
+            &format!("d{i}"),
+            f,
+            &format!("D{i}"),
+            &bytes(50_000, 1000 + i),
+            "t",
+        ));
+    }
+    run.commit(&serde_json::json!({})).unwrap();
+    assert_eq!(walk(&p.join("packs")).len(), 2);
+    let mut run = repo.begin_run().unwrap();
+    for n in nodes.iter().take(30).chain(&doomed) {
+        run.delete_node(*n).unwrap();
+    }
+    run.commit(&serde_json::json!({})).unwrap();
+    // Keeping all runs keeps all data.
+    let keep = repo
+        .apply_retention(RetentionPolicy::KeepAll, time::OffsetDateTime::now_utc())
+        .unwrap();
+    assert_eq!(keep.versions_removed, 0);
+    assert_eq!(keep.gc.blobs_removed, 0);
+    let ret = repo
+        .apply_retention(
+            RetentionPolicy::KeepRuns(1),
+            time::OffsetDateTime::now_utc(),
+        )
+        .unwrap();
+    assert_eq!(ret.versions_removed, 35);
+    assert_eq!(ret.gc.contents_removed, 35);
+    assert_eq!(ret.gc.packs_deleted, 1, "{ret:?}");
+    assert_eq!(ret.gc.packs_repacked, 1, "{ret:?}");
+    assert_eq!(ret.gc.blobs_removed, 35);
+    assert!(ret.gc.bytes_freed > 30 * 50_000);
+    assert_eq!(walk(&p.join("packs")).len(), 1);
+    let kids = repo.list_children(f, RunId(3)).unwrap();
+    assert_eq!(kids.len(), 10);
+    for k in kids {
+        let i: u64 = k.name[1..].parse().unwrap();
+        assert_eq!(read_all(&repo, k.content.unwrap().id), bytes(50_000, i));
+    }
+    assert!(repo.verify(VerifyMode::Full).unwrap().is_ok());
+}

@@ -55,6 +55,12 @@ impl LoopFs {
     pub fn path(&self) -> &Path {
         &self.mount
     }
+
+    /// Lets other users reach the mount (the temp dir is private to root by default).
+    pub fn open_to_all(&self) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(self.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
 }
 
 impl Drop for LoopFs {
