@@ -212,7 +212,7 @@ async fn small_upload_sets_conflict_behaviour_and_times() {
     };
     let item = client
         .upload(
-            &"d1".to_owned(),
+            "d1",
             "parent",
             "a b.txt",
             &Bytes::from_static(b"hello"),
