@@ -136,7 +136,7 @@ impl Client {
             http.clone(),
             token_endpoint,
             login_url.host_str().unwrap_or_default().to_owned(),
-            cloud.scope(),
+            config.scope.clone().unwrap_or_else(|| cloud.scope()),
             config.tenant_id.trim().to_owned(),
             config.app_id.trim().to_owned(),
             credential,

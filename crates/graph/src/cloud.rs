@@ -90,10 +90,18 @@ impl Cloud {
         format!("{}/{tenant}/oauth2/v2.0/token", self.login())
     }
 
-    /// The `.default` scope of Graph in this cloud.
+    /// The `.default` scope of Graph in this cloud. For explicit endpoints on a loopback host (a
+    /// local simulator or proxy of Microsoft Graph) it is the global Graph scope; for other
+    /// explicit endpoints it is the endpoint's own `/.default`. [`crate::ClientConfig::scope`]
+    /// overrides it.
     #[must_use]
     pub fn scope(&self) -> String {
-        format!("{}/.default", self.graph())
+        match self {
+            Cloud::Custom { graph, .. } if is_loopback(graph) => {
+                "https://graph.microsoft.com/.default".into()
+            }
+            _ => format!("{}/.default", self.graph()),
+        }
     }
 
     /// The versioned Graph root, e.g. `https://graph.microsoft.com/v1.0`.

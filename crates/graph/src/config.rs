@@ -46,6 +46,9 @@ pub struct ClientConfig {
     pub retry: RetryPolicy,
     /// Timeouts.
     pub timeouts: Timeouts,
+    /// The token scope, overriding [`Cloud::scope`] (e.g. `https://graph.microsoft.com/.default`
+    /// for a proxy in front of global Graph).
+    pub scope: Option<String>,
     /// Steps of a large upload (rounded down to a multiple of 320 KiB).
     pub upload_chunk_size: usize,
 }
@@ -65,6 +68,7 @@ impl ClientConfig {
             tenant_id: tenant_id.into(),
             app_id: app_id.into(),
             extra_ca_pem: None,
+            scope: None,
             limits: Limits::default(),
             retry: RetryPolicy::default(),
             timeouts: Timeouts::default(),

@@ -52,7 +52,7 @@ async fn assertion_headers_and_token_request() {
     let form: std::collections::HashMap<_, _> = t.form().into_iter().collect();
     assert_eq!(form["grant_type"], "client_credentials");
     assert_eq!(form["client_id"], APP);
-    assert_eq!(form["scope"], format!("{}/.default", server.base));
+    assert_eq!(form["scope"], "https://graph.microsoft.com/.default");
     assert_eq!(
         form["client_assertion_type"],
         "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
