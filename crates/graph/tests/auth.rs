@@ -373,3 +373,44 @@ async fn unauthorized_refreshes_the_token_once() {
         .collect();
     assert_eq!(tokens.len(), 2, "the retry used the new token");
 }
+
+#[tokio::test]
+async fn https_endpoint_with_an_extra_trusted_ca() {
+    let (server, ca_pem) = serve_tls(|req| async move {
+        if is_token(&req) {
+            token_reply(&["User.Read.All"], 3600)
+        } else {
+            users_page()
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &ca_pem).unwrap();
+    let cloud = backhome_graph::Cloud::custom(&server.base, &server.base).unwrap();
+    let mut config = backhome_graph::ClientConfig::new(cloud, TENANT, APP);
+    config.retry = fast_retry();
+    config.retry.max_attempts = 2;
+
+    let untrusting = Client::new(config.clone(), credential()).unwrap();
+    let e = untrusting.sign_in().await.unwrap_err();
+    assert!(
+        matches!(e, Error::Auth(AuthError::Unreachable { .. })),
+        "{e:?}"
+    );
+
+    config.extra_ca_pem = Some(ca);
+    let client = Client::new(config.clone(), credential()).unwrap();
+    let users: Vec<User> =
+        futures_util::TryStreamExt::try_collect(client.items(Call::get("/users")))
+            .await
+            .unwrap();
+    assert_eq!(users[0].id, "u1");
+
+    config.extra_ca_pem = Some(dir.path().join("missing.pem"));
+    let e = Client::new(config.clone(), credential()).unwrap_err();
+    assert!(e.to_string().contains("missing.pem"), "{e}");
+    std::fs::write(dir.path().join("junk.pem"), "no certificate here").unwrap();
+    config.extra_ca_pem = Some(dir.path().join("junk.pem"));
+    assert!(Client::new(config, credential()).is_err());
+}

@@ -18,7 +18,7 @@ use openssl::pkey::{PKey, Private};
 use openssl::rsa::Rsa;
 use openssl::x509::{X509, X509NameBuilder};
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 /// A request as the server saw it.
@@ -162,12 +162,39 @@ where
     F: Fn(Req) -> Fut,
     Fut: Future<Output = Reply>,
 {
+    let outcome = exchange(&mut stream, handler, log).await?;
+    if outcome != Outcome::Done {
+        // An RST instead of an orderly close.
+        #[allow(deprecated)]
+        let _ = stream.set_linger(Some(Duration::ZERO));
+    }
+    Ok(())
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Outcome {
+    Done,
+    Reset,
+    Truncated,
+}
+
+/// Reads one request, answers it.
+async fn exchange<S, F, Fut>(
+    stream: &mut S,
+    handler: Arc<F>,
+    log: Arc<Mutex<Vec<Req>>>,
+) -> std::io::Result<Outcome>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    F: Fn(Req) -> Fut,
+    Fut: Future<Output = Reply>,
+{
     let mut buf = Vec::new();
     let mut chunk = [0u8; 8192];
     let head_end = loop {
         let n = stream.read(&mut chunk).await?;
         if n == 0 {
-            return Ok(());
+            return Ok(Outcome::Done);
         }
         buf.extend_from_slice(&chunk[..n]);
         if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -205,12 +232,7 @@ where
     log.lock().unwrap().push(req.clone());
     let reply = handler(req).await;
     let (status, headers, body, send) = match reply {
-        Reply::Reset => {
-            #[allow(deprecated)]
-            let _ = stream.set_linger(Some(Duration::ZERO));
-            drop(stream);
-            return Ok(());
-        }
+        Reply::Reset => return Ok(Outcome::Reset),
         Reply::Full {
             status,
             headers,
@@ -240,12 +262,86 @@ where
     if send < body.len() {
         // Let the client read what was sent before the connection drops.
         tokio::time::sleep(Duration::from_millis(20)).await;
-        #[allow(deprecated)]
-        let _ = stream.set_linger(Some(Duration::ZERO));
-    } else {
-        let _ = stream.shutdown().await;
+        return Ok(Outcome::Truncated);
     }
-    Ok(())
+    let _ = stream.shutdown().await;
+    Ok(Outcome::Done)
+}
+
+/// Starts an HTTPS server on 127.0.0.1:0 with a self-signed certificate for 127.0.0.1 and
+/// localhost; returns the server and the certificate as PEM.
+pub async fn serve_tls<F, Fut>(handler: F) -> (Server, Vec<u8>)
+where
+    F: Fn(Req) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Reply> + Send + 'static,
+{
+    let (key, cert) = tls_cert();
+    let pfx = openssl::pkcs12::Pkcs12::builder()
+        .name("tls")
+        .pkey(&key)
+        .cert(&cert)
+        .build2("pw")
+        .unwrap()
+        .to_der()
+        .unwrap();
+    let identity = native_tls::Identity::from_pkcs12(&pfx, "pw").unwrap();
+    let acceptor =
+        tokio_native_tls::TlsAcceptor::from(native_tls::TlsAcceptor::new(identity).unwrap());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let handler = Arc::new(handler);
+    let log2 = log.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let (handler, log, acceptor) = (handler.clone(), log2.clone(), acceptor.clone());
+            tokio::spawn(async move {
+                if let Ok(mut tls) = acceptor.accept(stream).await {
+                    let _ = exchange(&mut tls, handler, log).await;
+                }
+            });
+        }
+    });
+    (
+        Server {
+            addr,
+            base: format!("https://{addr}"),
+            log,
+        },
+        cert.to_pem().unwrap(),
+    )
+}
+
+fn tls_cert() -> (PKey<Private>, X509) {
+    use openssl::x509::extension::{BasicConstraints, SubjectAlternativeName};
+    let key = PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap();
+    let mut name = X509NameBuilder::new().unwrap();
+    name.append_entry_by_text("CN", "127.0.0.1").unwrap();
+    let name = name.build();
+    let mut b = X509::builder().unwrap();
+    b.set_version(2).unwrap();
+    b.set_serial_number(&BigNum::from_u32(9).unwrap().to_asn1_integer().unwrap())
+        .unwrap();
+    b.set_subject_name(&name).unwrap();
+    b.set_issuer_name(&name).unwrap();
+    b.set_pubkey(&key).unwrap();
+    b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+        .unwrap();
+    b.set_not_after(&Asn1Time::days_from_now(30).unwrap())
+        .unwrap();
+    b.append_extension(BasicConstraints::new().critical().ca().build().unwrap())
+        .unwrap();
+    let san = SubjectAlternativeName::new()
+        .ip("127.0.0.1")
+        .dns("localhost")
+        .build(&b.x509v3_context(None, None))
+        .unwrap();
+    b.append_extension(san).unwrap();
+    b.sign(&key, MessageDigest::sha256()).unwrap();
+    (key, b.build())
 }
 
 /// A key and a self-signed certificate valid from `days_from` to `days_to` (relative to now).
