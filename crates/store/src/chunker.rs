@@ -110,11 +110,17 @@ pub struct Chunker<R> {
 impl<R: Read> Chunker<R> {
     /// A chunker over `reader`.
     pub fn new(reader: R, params: ChunkParams) -> Self {
+        Self::with_buffer(reader, params, Vec::new())
+    }
+
+    /// A chunker that reuses `buf` (see [`Chunker::into_buffer`]) instead of allocating.
+    pub fn with_buffer(reader: R, params: ChunkParams, mut buf: Vec<u8>) -> Self {
         let cap = params.max.max(params.single_blob_limit) + 1;
+        buf.resize(cap, 0);
         Self {
             reader,
             params,
-            buf: vec![0; cap],
+            buf,
             start: 0,
             end: 0,
             eof: false,
@@ -137,6 +143,12 @@ impl<R: Read> Chunker<R> {
             }
         }
         Ok(())
+    }
+
+    /// Gives the buffer back for reuse.
+    #[must_use]
+    pub fn into_buffer(self) -> Vec<u8> {
+        self.buf
     }
 
     /// The next chunk, or `None` at the end of the stream. An empty stream gives one empty chunk.

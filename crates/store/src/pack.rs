@@ -4,12 +4,12 @@
 //! ```text
 //! "BHPACK\0\x01"                                          8 bytes
 //! per blob:  "BHBL" | id[32] | flags u8 | raw_len u32 | stored_len u32 | check[4] | stored bytes
-//! trailer:   entries (id[32] | offset u64 | stored_len u32 | raw_len u32 | flags u8) × n
-//!            | n u32 | check[8] | "BHPKEND\x01"
+//! trailer:   n u32 | check[8] | "BHPKEND\x01"
 //! ```
-//! `check` is the start of BLAKE3 over the bytes it follows. The trailer lets verify and an index
-//! rebuild list a pack without the catalog; the per-blob headers still let a scan recover the
-//! blobs of a pack whose trailer is lost.
+//! A blob header's `check` is the start of BLAKE3 over the header bytes before it; the trailer's
+//! `check` is the start of BLAKE3 over all blob headers. A pack thus lists itself without the
+//! catalog (verify, index rebuild) by walking its headers, a truncated or altered pack is
+//! detected, and the walk still recovers the blobs before a damaged spot.
 
 use std::fs::File;
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
@@ -24,7 +24,8 @@ const BLOB_MAGIC: &[u8; 4] = b"BHBL";
 const END_MAGIC: &[u8; 8] = b"BHPKEND\x01";
 /// Length of a blob record's header.
 pub(crate) const BLOB_HEADER: u64 = 49;
-const ENTRY: usize = 49;
+/// Length of the trailer.
+const TRAILER: u64 = 20;
 
 /// One blob of a pack.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -51,6 +52,28 @@ fn check4(b: &[u8]) -> [u8; 4] {
     let h = blake3::hash(b);
     let mut o = [0; 4];
     o.copy_from_slice(&h.as_bytes()[..4]);
+    o
+}
+
+fn header_bytes(e: &PackEntry) -> [u8; BLOB_HEADER as usize] {
+    let mut h = [0u8; BLOB_HEADER as usize];
+    h[..4].copy_from_slice(BLOB_MAGIC);
+    h[4..36].copy_from_slice(&e.id.0);
+    h[36] = e.flags;
+    h[37..41].copy_from_slice(&e.raw_len.to_le_bytes());
+    h[41..45].copy_from_slice(&e.stored_len.to_le_bytes());
+    let c = check4(&h[..45]);
+    h[45..].copy_from_slice(&c);
+    h
+}
+
+fn headers_check(entries: &[PackEntry]) -> [u8; 8] {
+    let mut h = blake3::Hasher::new();
+    for e in entries {
+        h.update(&header_bytes(e));
+    }
+    let mut o = [0u8; 8];
+    o.copy_from_slice(&h.finalize().as_bytes()[..8]);
     o
 }
 
@@ -100,47 +123,32 @@ impl PackWriter {
     ) -> Result<u64> {
         let stored_len = u32::try_from(stored.len())
             .map_err(|_| StoreError::Invalid("blob larger than 4 GiB".into()))?;
-        let mut h = Vec::with_capacity(BLOB_HEADER as usize);
-        h.extend_from_slice(BLOB_MAGIC);
-        h.extend_from_slice(&id.0);
-        h.push(flags);
-        h.extend_from_slice(&raw_len.to_le_bytes());
-        h.extend_from_slice(&stored_len.to_le_bytes());
-        let c = check4(&h);
-        h.extend_from_slice(&c);
-        self.out.write_all(&h).at(&self.path)?;
-        self.out.write_all(stored).at(&self.path)?;
-        let offset = self.pos + BLOB_HEADER;
-        self.pos = offset + u64::from(stored_len);
-        self.entries.push(PackEntry {
+        let entry = PackEntry {
             id: *id,
-            offset,
+            offset: self.pos + BLOB_HEADER,
             stored_len,
             raw_len,
             flags,
-        });
+        };
+        self.out.write_all(&header_bytes(&entry)).at(&self.path)?;
+        self.out.write_all(stored).at(&self.path)?;
+        let offset = entry.offset;
+        self.pos = offset + u64::from(stored_len);
+        self.entries.push(entry);
         Ok(offset)
     }
 
     /// Writes the trailer, syncs and renames the pack into place. Returns its final size.
     pub(crate) fn finish(mut self) -> Result<(PackId, u64, Vec<PackEntry>)> {
-        let mut t = Vec::with_capacity(self.entries.len() * ENTRY + 20);
-        for e in &self.entries {
-            t.extend_from_slice(&e.id.0);
-            t.extend_from_slice(&e.offset.to_le_bytes());
-            t.extend_from_slice(&e.stored_len.to_le_bytes());
-            t.extend_from_slice(&e.raw_len.to_le_bytes());
-            t.push(e.flags);
-        }
         let n = u32::try_from(self.entries.len())
             .map_err(|_| StoreError::Invalid("too many blobs in a pack".into()))?;
+        let mut t = Vec::with_capacity(TRAILER as usize);
         t.extend_from_slice(&n.to_le_bytes());
-        let c = blake3::hash(&t);
-        t.extend_from_slice(&c.as_bytes()[..8]);
+        t.extend_from_slice(&headers_check(&self.entries));
         t.extend_from_slice(END_MAGIC);
         self.out.write_all(&t).at(&self.path)?;
         self.out.flush().at(&self.path)?;
-        self.pos += t.len() as u64;
+        self.pos += TRAILER;
         let tmp = self
             .tmp
             .take()
@@ -162,64 +170,43 @@ pub(crate) fn read_stored(file: &mut File, offset: u64, len: u32) -> std::io::Re
     Ok(buf)
 }
 
-/// Lists a pack from its trailer. Errors name what is wrong.
+/// Lists a pack by walking its blob headers, checked against its trailer. Errors name what is
+/// wrong.
 pub(crate) fn read_trailer(
-    bytes_len: u64,
+    len: u64,
     file: &mut File,
 ) -> std::result::Result<Vec<PackEntry>, String> {
-    if bytes_len < (PACK_MAGIC.len() + 20) as u64 {
+    if len < PACK_MAGIC.len() as u64 + TRAILER {
         return Err("pack too short".into());
     }
-    let mut tail = [0u8; 20];
-    file.seek(SeekFrom::Start(bytes_len - 20))
+    let mut tail = [0u8; TRAILER as usize];
+    file.seek(SeekFrom::Start(len - TRAILER))
         .map_err(|e| e.to_string())?;
     file.read_exact(&mut tail).map_err(|e| e.to_string())?;
     if &tail[12..] != END_MAGIC {
-        return Err("trailer magic missing".into());
+        return Err("trailer missing".into());
     }
-    let n = u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]) as u64;
-    let tlen = n * ENTRY as u64;
-    if tlen + 20 + PACK_MAGIC.len() as u64 > bytes_len {
-        return Err("trailer longer than the pack".into());
+    let n = u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]) as usize;
+    let (entries, stop) = scan_records(file, len - TRAILER);
+    if let Some(stop) = stop {
+        return Err(stop);
     }
-    let mut t = vec![0u8; tlen as usize];
-    file.seek(SeekFrom::Start(bytes_len - 20 - tlen))
-        .map_err(|e| e.to_string())?;
-    file.read_exact(&mut t).map_err(|e| e.to_string())?;
-    let mut h = blake3::Hasher::new();
-    h.update(&t);
-    h.update(&tail[..4]);
-    if h.finalize().as_bytes()[..8] != tail[4..12] {
+    if entries.len() != n {
+        return Err(format!(
+            "{} blobs found, the trailer says {n}",
+            entries.len()
+        ));
+    }
+    if headers_check(&entries)[..] != tail[4..12] {
         return Err("trailer checksum mismatch".into());
     }
-    Ok(t.chunks_exact(ENTRY).map(parse_entry).collect())
+    Ok(entries)
 }
 
-fn parse_entry(c: &[u8]) -> PackEntry {
-    let mut id = [0u8; 32];
-    id.copy_from_slice(&c[..32]);
-    let u64le = |b: &[u8]| {
-        let mut a = [0u8; 8];
-        a.copy_from_slice(b);
-        u64::from_le_bytes(a)
-    };
-    let u32le = |b: &[u8]| {
-        let mut a = [0u8; 4];
-        a.copy_from_slice(b);
-        u32::from_le_bytes(a)
-    };
-    PackEntry {
-        id: BlobId(id),
-        offset: u64le(&c[32..40]),
-        stored_len: u32le(&c[40..44]),
-        raw_len: u32le(&c[44..48]),
-        flags: c[48],
-    }
-}
-
-/// Scans a pack's blob headers front to back (for packs whose trailer is damaged). Stops at the
-/// first header that does not check out; returns what it found and why it stopped, if early.
-pub(crate) fn scan_records(file: &mut File, len: u64) -> (Vec<PackEntry>, Option<String>) {
+/// Walks a pack's blob headers front to back up to `end` (where the trailer starts, or the file
+/// length for a pack whose trailer is lost). Stops at the first header that does not check out;
+/// returns what it found and why it stopped, if early.
+pub(crate) fn scan_records(file: &mut File, end: u64) -> (Vec<PackEntry>, Option<String>) {
     let mut out = Vec::new();
     let mut magic = [0u8; 8];
     if file.seek(SeekFrom::Start(0)).is_err()
@@ -230,26 +217,28 @@ pub(crate) fn scan_records(file: &mut File, len: u64) -> (Vec<PackEntry>, Option
     }
     let mut pos = PACK_MAGIC.len() as u64;
     let mut h = [0u8; BLOB_HEADER as usize];
-    while pos + BLOB_HEADER <= len {
-        if file.seek(SeekFrom::Start(pos)).is_err() || file.read_exact(&mut h).is_err() {
-            return (out, Some(format!("unreadable at {pos}")));
+    while pos < end {
+        if pos + BLOB_HEADER > end
+            || file.seek(SeekFrom::Start(pos)).is_err()
+            || file.read_exact(&mut h).is_err()
+        {
+            return (out, Some(format!("no complete blob header at {pos}")));
         }
-        if &h[..4] != BLOB_MAGIC {
-            // The trailer starts here (or the pack is damaged).
-            let rest = len - pos;
-            if rest >= 20 && (rest - 20).is_multiple_of(ENTRY as u64) {
-                return (out, None);
-            }
-            return (out, Some(format!("no blob header at {pos}")));
-        }
-        if check4(&h[..45]) != h[45..49] {
+        if &h[..4] != BLOB_MAGIC || check4(&h[..45]) != h[45..49] {
             return (out, Some(format!("damaged blob header at {pos}")));
         }
-        let mut e =
-            parse_entry(&[&h[4..36], &[0u8; 8][..], &h[41..45], &h[37..41], &h[36..37]].concat());
-        e.offset = pos + BLOB_HEADER;
+        let u32le = |b: &[u8]| u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        let mut id = [0u8; 32];
+        id.copy_from_slice(&h[4..36]);
+        let e = PackEntry {
+            id: BlobId(id),
+            offset: pos + BLOB_HEADER,
+            stored_len: u32le(&h[41..45]),
+            raw_len: u32le(&h[37..41]),
+            flags: h[36],
+        };
         pos = e.offset + u64::from(e.stored_len);
-        if pos > len {
+        if pos > end {
             return (out, Some(format!("blob at {} runs past the end", e.offset)));
         }
         out.push(e);
@@ -279,8 +268,12 @@ mod tests {
         let mut f = File::open(&path).unwrap();
         let from_trailer = read_trailer(size, &mut f).unwrap();
         assert_eq!(from_trailer, entries);
-        let (scanned, err) = scan_records(&mut f, size);
+        let (scanned, err) = scan_records(&mut f, size - TRAILER);
         assert_eq!(err, None);
+        assert_eq!(scanned, entries);
+        // Without its trailer the walk stops at the trailer bytes but keeps every blob.
+        let (scanned, err) = scan_records(&mut f, size);
+        assert!(err.is_some());
         assert_eq!(scanned, entries);
         for (e, b) in entries.iter().zip(blobs) {
             let stored = read_stored(&mut f, e.offset, e.stored_len).unwrap();

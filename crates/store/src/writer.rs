@@ -88,6 +88,7 @@ pub struct RunWriter {
     items: usize,
     stats: WriteStats,
     broken: bool,
+    chunk_buf: Vec<u8>,
 }
 
 impl std::fmt::Debug for RunWriter {
@@ -156,6 +157,7 @@ impl Repository {
             items: 0,
             stats: WriteStats::default(),
             broken: false,
+            chunk_buf: Vec::new(),
         })
     }
 }
@@ -268,7 +270,8 @@ impl RunWriter {
 
     fn put_content_inner(&mut self, reader: impl Read) -> Result<StoredContent> {
         let codec = self.repo.inner.codec.clone();
-        let mut chunker = Chunker::new(reader, self.repo.chunk_params());
+        let buf = std::mem::take(&mut self.chunk_buf);
+        let mut chunker = Chunker::with_buffer(reader, self.repo.chunk_params(), buf);
         let mut hasher = codec.hasher();
         let mut blobs = Vec::new();
         let mut size = 0u64;
@@ -306,13 +309,22 @@ impl RunWriter {
                 self.checkpoint()?;
             }
         }
+        self.chunk_buf = chunker.into_buffer();
         self.stats.bytes_in += size;
         self.stats.bytes_stored += new_stored;
         let hash = Codec::content_hash(&hasher);
         let existing: Option<i64> = self
             .conn
-            .prepare_cached("SELECT id FROM contents WHERE hash = ?1")
-            .and_then(|mut s| s.query_row([&hash.0[..]], |r| r.get(0)).optional())
+            .prepare_cached(
+                "SELECT c.id FROM content_chunks cc JOIN contents c ON c.id = cc.content
+                 WHERE cc.blob = ?1 AND cc.seq = 0 AND c.size = ?2 AND c.hash = ?3 LIMIT 1",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![blobs.first(), size as i64, &hash.0[..]], |r| {
+                    r.get(0)
+                })
+                .optional()
+            })
             .ctx("looking up a content")?;
         if let Some(id) = existing {
             return Ok(StoredContent {
@@ -380,7 +392,7 @@ impl RunWriter {
         let size = v.content.map_or(v.size, |c| c.size);
         let content = v.content.map(|c| c.id.0);
         let modified = v.modified.map(to_unix);
-        let meta = v.metadata.to_string();
+        let meta = (!v.metadata.is_null()).then(|| v.metadata.to_string());
         let open: Option<OpenRow> = self
             .conn
             .prepare_cached(
@@ -412,7 +424,7 @@ impl RunWriter {
                     && sz == size as i64
                     && m == modified
                     && tag == v.version_tag
-                    && md.as_deref() == Some(meta.as_str());
+                    && md == meta;
                 if same {
                     return Ok(VersionOutcome::Unchanged(VersionId(id)));
                 }
@@ -441,14 +453,24 @@ impl RunWriter {
                     VersionOutcome::Updated(VersionId(id))
                 } else {
                     self.close_version(id)?;
-                    VersionOutcome::Replaced(VersionId(
-                        self.insert_version(node, v, size, content, modified, &meta)?,
-                    ))
+                    VersionOutcome::Replaced(VersionId(self.insert_version(
+                        node,
+                        v,
+                        size,
+                        content,
+                        modified,
+                        meta.as_deref(),
+                    )?))
                 }
             }
-            None => VersionOutcome::Created(VersionId(
-                self.insert_version(node, v, size, content, modified, &meta)?,
-            )),
+            None => VersionOutcome::Created(VersionId(self.insert_version(
+                node,
+                v,
+                size,
+                content,
+                modified,
+                meta.as_deref(),
+            )?)),
         };
         let vid = match outcome {
             VersionOutcome::Created(i)
@@ -485,7 +507,7 @@ impl RunWriter {
         size: u64,
         content: Option<i64>,
         modified: Option<i64>,
-        meta: &str,
+        meta: Option<&str>,
     ) -> Result<i64> {
         self.conn
             .prepare_cached(
