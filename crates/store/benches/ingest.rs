@@ -169,7 +169,7 @@ fn files(dir: &Path) -> Vec<PathBuf> {
 
 /// Changes about 5 % of the corpus by bytes: edits mails, adds mails, rewrites part of a binary.
 fn mutate(dir: &Path) {
-    let mut rng = Rng(0xBADC_0DE);
+    let mut rng = Rng(0x0BAD_C0DE);
     let all = files(dir);
     let total: u64 = all.iter().map(|p| fs::metadata(p).unwrap().len()).sum();
     let mut changed = 0u64;
