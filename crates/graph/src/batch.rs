@@ -174,7 +174,8 @@ impl Client {
         let mut state = RetryState::new(&self.inner.retry);
         while !pending.is_empty() {
             state.start_attempt();
-            let mut call = Call::post_json("/$batch", &serde_json::json!({ "requests": pending }))?;
+            let mut call = Call::post_json("/$batch", &serde_json::json!({ "requests": pending }))?
+                .idempotent(pending.iter().all(|r| r.method.eq_ignore_ascii_case("GET")));
             if let Some(key) = resource {
                 call = call.resource(key);
             }

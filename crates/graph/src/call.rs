@@ -23,6 +23,8 @@ pub struct Call {
     pub(crate) body: Option<(HeaderValue, Bytes)>,
     /// A pre-authenticated URL on another host: sent without the bearer token.
     pub(crate) pre_authenticated: bool,
+    /// Whether sending twice is harmless; `None`: by method.
+    pub(crate) idempotent: Option<bool>,
 }
 
 impl Call {
@@ -38,6 +40,7 @@ impl Call {
             headers: Vec::new(),
             body: None,
             pre_authenticated: false,
+            idempotent: None,
         }
     }
 
@@ -90,6 +93,23 @@ impl Call {
     pub fn prefer(mut self, preference: impl Into<String>) -> Self {
         self.prefer.push(preference.into());
         self
+    }
+
+    /// Declares whether the request may be sent twice. By default `GET`, `HEAD`, `PUT` and
+    /// `DELETE` are, `POST` and `PATCH` are not: those are not re-sent after a broken connection
+    /// or a timeout (they may have been carried out), only after answers that say they were not
+    /// (429, 5xx).
+    #[must_use]
+    pub fn idempotent(mut self, yes: bool) -> Self {
+        self.idempotent = Some(yes);
+        self
+    }
+
+    /// Whether the request may be sent twice.
+    #[must_use]
+    pub fn is_idempotent(&self) -> bool {
+        self.idempotent
+            .unwrap_or(!matches!(self.method, Method::POST | Method::PATCH))
     }
 
     /// `Prefer: odata.maxpagesize=n`.

@@ -421,7 +421,7 @@ impl Client {
                 Ok(opened) => return Ok(opened),
                 Err(f) => f,
             };
-            self.after_failure(failure, &mut state, &mut refreshed)
+            self.after_failure(call, failure, &mut state, &mut refreshed)
                 .await?;
         }
     }
@@ -461,7 +461,7 @@ impl Client {
                 },
                 Err(f) => f,
             };
-            self.after_failure(failure, &mut state, &mut refreshed)
+            self.after_failure(call, failure, &mut state, &mut refreshed)
                 .await?;
         }
     }
@@ -498,11 +498,22 @@ impl Client {
     /// Decides what to do after a failed attempt: `Ok` to try again (after sleeping), `Err` to stop.
     async fn after_failure(
         &self,
+        call: &Call,
         failure: Failure,
         state: &mut RetryState<'_>,
         refreshed: &mut bool,
     ) -> Result<(), Error> {
         match failure {
+            Failure::Retry { error, .. }
+                if !call.is_idempotent()
+                    && matches!(
+                        error,
+                        Error::Transport { .. } | Error::Timeout { .. } | Error::Malformed { .. }
+                    ) =>
+            {
+                // The request may have been carried out: sending it again could do it twice.
+                Err(error)
+            }
             Failure::Fatal(e) => Err(e),
             Failure::Unauthorized { error, token } => {
                 if *refreshed {

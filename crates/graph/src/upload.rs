@@ -241,7 +241,10 @@ impl Client {
             name,
             file_system_info: options.file_system_info(),
         };
-        let call = Call::post_json(path, &json!({ "item": item }))?.resource(resource.clone());
+        let call = Call::post_json(path, &json!({ "item": item }))?
+            .resource(resource.clone())
+            // A second session is harmless (an unused one expires).
+            .idempotent(true);
         let session: SessionState = self.json(call).await?;
         let upload_url = session.upload_url.ok_or_else(|| Error::Malformed {
             what: "createUploadSession".into(),

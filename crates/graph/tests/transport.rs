@@ -429,3 +429,47 @@ async fn concurrency_never_exceeds_the_per_resource_limit() {
     assert!(total_peak.load(Ordering::SeqCst) <= 10, "global limit");
     assert_eq!(client.stats().in_flight, 0);
 }
+
+#[tokio::test]
+async fn non_idempotent_requests_are_not_resent_after_a_broken_connection() {
+    let server = graph_server(|n, _| {
+        if n == 0 {
+            Reply::Reset
+        } else {
+            Reply::json(201, &json!({"id": "m1"}))
+        }
+    })
+    .await;
+    let client = client(&server);
+    let call = Call::post_json(
+        "/users/u1/mailFolders/inbox/messages",
+        &json!({"subject": "restored"}),
+    )
+    .unwrap();
+    let e = client.json::<Value>(call.clone()).await.unwrap_err();
+    assert!(matches!(e, Error::Transport { .. }), "{e:?}");
+    assert_eq!(
+        server.matching("/messages").len(),
+        1,
+        "a POST that may have happened is not sent again"
+    );
+    // Marked idempotent, it is.
+    let v: Value = client.json(call.idempotent(true)).await.unwrap();
+    assert_eq!(v["id"], "m1");
+
+    let server = graph_server(|n, _| {
+        if n == 0 {
+            Reply::raw(503, "busy").header("Retry-After", "0")
+        } else {
+            Reply::json(201, &json!({"id": "m1"}))
+        }
+    })
+    .await;
+    let call = Call::post_json("/users/u1/messages", &json!({})).unwrap();
+    client_for(&server).json::<Value>(call).await.unwrap();
+    assert_eq!(
+        server.matching("/messages").len(),
+        2,
+        "503 says it was not carried out"
+    );
+}
