@@ -40,10 +40,11 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve { listen } => serve(listen).await,
         #[cfg(feature = "demo")]
         Command::Demo { listen } => {
-            let (ready, sim) = graph_sim::start("127.0.0.1:0".parse()?)?;
-            tracing::info!(graph = %ready.graph_endpoint, "simulated tenant started");
-            tokio::spawn(sim);
-            serve(listen).await
+            let sim = graph_sim::Simulator::start(graph_sim::SimOptions::new(graph_sim::Profile::Demo)).await?;
+            tracing::info!(graph = %sim.ready().graph_endpoint, "simulated tenant started");
+            let result = serve(listen).await;
+            sim.stop().await;
+            result
         }
     }
 }

@@ -1,2 +1,0 @@
-//! Throughput benchmark (placeholder until written).
-fn main() {}
