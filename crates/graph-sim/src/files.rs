@@ -16,6 +16,9 @@ use crate::state::{SimState, UploadSession};
 use crate::tenant::{Drive, DriveItem, DriveOwner, FileContent, FileVersion, Removed};
 use crate::time_fmt::{iso, now};
 
+/// Id shown for the account that modified generated items.
+const SYSTEM_ACCOUNT: &str = "c3e5e0a2-6f7b-4d55-9c1e-0b5a2f1d7e11";
+
 /// Largest simple upload (bytes).
 pub const SIMPLE_UPLOAD_MAX: usize = 4 * 1024 * 1024;
 /// Upload-session fragments must be multiples of this (except the last).
@@ -44,7 +47,7 @@ pub fn drive_json(state: &SimState, idx: u32) -> Option<Value> {
                 Some(g) => {
                     json!({"group": {"id": g.id.to_string(), "displayName": g.display_name, "email": format!("{}@{}", g.nickname, state.tenant.domain)}})
                 }
-                None => json!({"user": {"displayName": "System Account"}}),
+                None => json!({"user": {"id": SYSTEM_ACCOUNT, "displayName": "System Account"}}),
             };
             (
                 owner,
@@ -115,8 +118,8 @@ fn item_json(
         "createdDateTime": iso(item.created), "lastModifiedDateTime": iso(item.modified),
         "webUrl": format!("https://contoso.sharepoint.com/{}", crate::http::encode_segment(&d.path(item.serial))),
         "size": item.current().map_or(0, |v| v.size),
-        "createdBy": {"user": {"displayName": "System Account"}},
-        "lastModifiedBy": {"user": {"displayName": "System Account"}},
+        "createdBy": {"user": {"id": SYSTEM_ACCOUNT, "displayName": "System Account"}},
+        "lastModifiedBy": {"user": {"id": SYSTEM_ACCOUNT, "displayName": "System Account"}},
         "fileSystemInfo": {"createdDateTime": iso(item.fs_created), "lastModifiedDateTime": iso(item.fs_modified)},
     });
     if let Some(p) = item.parent {
@@ -252,7 +255,7 @@ pub fn route(state: &SimState, req: &GraphRequest, drive: u32, rest: &[&str]) ->
                     .iter()
                     .rev()
                     .map(|v| json!({"@microsoft.graph.downloadUrl": download_url(state, drive, serial, v.number), "id": format!("{}.0", v.number),
-                        "lastModifiedBy": {"user": {"displayName": "System Account"}}, "lastModifiedDateTime": iso(v.modified), "size": v.size}))
+                        "lastModifiedBy": {"user": {"id": SYSTEM_ACCOUNT, "displayName": "System Account"}}, "lastModifiedDateTime": iso(v.modified), "size": v.size}))
                     .collect();
                 page(req, &format!("{graph}/drives/{drive_id}/items/{}/versions", item_id(state, drive, serial)), &format!("{graph}/$metadata#drives('{drive_id}')/items('{}')/versions", item_id(state, drive, serial)), items, 200, 999)
             }

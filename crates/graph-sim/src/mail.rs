@@ -388,10 +388,10 @@ pub fn route(state: &SimState, req: &GraphRequest, idx: u32, rest: &[&str]) -> G
             delta(state, req, &cell, &owner, rest[1])
         }
         (Method::Post, ["messages"]) => create_message(state, req, &cell, &owner, None),
-        (_, ["mailfolders", _, "messages", _, tail @ ..]) => {
-            message_route(state, req, &cell, &owner, rest[3], tail)
+        (_, ["mailfolders", _, "messages", _, ..]) => {
+            message_route(state, req, &cell, &owner, rest[3], &rest[4..])
         }
-        (_, ["messages", _, tail @ ..]) => message_route(state, req, &cell, &owner, rest[1], tail),
+        (_, ["messages", _, ..]) => message_route(state, req, &cell, &owner, rest[1], &rest[2..]),
         _ => GraphResponse::bad_url(rest.last().copied().unwrap_or("")),
     }
 }
@@ -645,7 +645,7 @@ fn message_route(
                 None => GraphResponse::exchange_not_found(),
             }
         }),
-        (Method::Get, ["attachments", rest @ ..]) => attachments(state, req, cell, owner, id, rest),
+        (Method::Get, ["attachments", ..]) => attachments(state, req, cell, owner, id, &tail[1..]),
         (Method::Patch, []) => patch_message(state, req, cell, owner, id),
         (Method::Delete, []) => {
             let seq = state.tenant.next_seq();

@@ -388,7 +388,7 @@ pub fn run_delta(
     }
     keys.sort_by_key(|(k, i, is_live)| (*k, *is_live, *i));
     // Keys can repeat (removed and re-added); position by index in the sorted list.
-    let start = usize::try_from(cursor.pos + 1).unwrap_or(usize::MAX);
+    let start = usize::try_from(cursor.pos.saturating_add(1)).unwrap_or(usize::MAX);
     let slice: Vec<&(i64, usize, bool)> = keys.iter().skip(start).take(cursor.page).collect();
     let more = start.saturating_add(cursor.page) < keys.len();
     let value: Vec<Value> = slice
