@@ -1,0 +1,267 @@
+//! The client against the Graph simulator (`crates/graph-sim`): real certificate sign-in, paging,
+//! delta rounds, MIME and file downloads, and throttling with injected faults.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashSet;
+
+use backhome_graph::models::{DriveItem, MailFolder, Message, User};
+use backhome_graph::{
+    Call, Client, ClientConfig, Cloud, Credential, CredentialError, Limits, RetryPolicy,
+};
+use futures_util::TryStreamExt;
+use graph_sim::{FaultKind, FaultRule, Profile, RunningSim, SimOptions, Simulator};
+use serde_json::Value;
+
+async fn start(options: SimOptions) -> (RunningSim, Client) {
+    let sim = Simulator::start(options).await.unwrap();
+    let r = sim.ready().clone();
+    let credential = Credential::from_pkcs12_file(&r.cert_pfx, &r.cert_password).unwrap();
+    let cloud = Cloud::custom(&r.login_endpoint, &r.graph_endpoint).unwrap();
+    let mut config = ClientConfig::new(cloud, r.tenant_id.clone(), r.app_id.clone());
+    config.extra_ca_pem = r.ca_cert.clone().map(Into::into);
+    config.retry = RetryPolicy {
+        max_attempts: 10,
+        base_delay: std::time::Duration::from_millis(20),
+        max_delay: std::time::Duration::from_millis(500),
+        max_total_wait: std::time::Duration::from_secs(60),
+    };
+    (sim, Client::new(config, credential).unwrap())
+}
+
+/// Runs a delta round to its end; returns items, removed ids and the delta link.
+async fn delta_round<T: serde::de::DeserializeOwned>(
+    client: &Client,
+    first: Call,
+) -> (Vec<T>, Vec<String>, String) {
+    let mut call = first.clone();
+    let mut items = Vec::new();
+    let mut removed = Vec::new();
+    loop {
+        let page = client.delta_page::<T>(call.clone()).await.unwrap();
+        items.extend(page.items);
+        removed.extend(page.removed.into_iter().map(|r| r.id));
+        match (page.next_link, page.delta_link) {
+            (Some(next), _) => call = first.follow(next),
+            (None, Some(delta)) => return (items, removed, delta),
+            (None, None) => panic!("a delta round ended without a delta link"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_in_list_delta_and_download() {
+    let (sim, client) = start(SimOptions::new(Profile::Tiny)).await;
+    let info = client.sign_in().await.unwrap();
+    assert!(
+        !info.roles.unwrap_or_default().is_empty(),
+        "the simulator's app is consented"
+    );
+
+    let users: Vec<User> = client
+        .items(Call::get("/users").max_page_size(2))
+        .try_collect()
+        .await
+        .unwrap();
+    assert!(users.len() >= 5, "{} users", users.len());
+    let ids: HashSet<_> = users.iter().map(|u| u.id.clone()).collect();
+    assert_eq!(ids.len(), users.len(), "paging returned no duplicates");
+
+    let mut messages_seen = 0;
+    let mut files_seen = 0;
+    for user in users.iter().filter(|u| u.mail.is_some()).take(2) {
+        let folders: Vec<MailFolder> = client
+            .items(
+                Call::get(format!(
+                    "/users/{}/mailFolders?includeHiddenFolders=true",
+                    user.id
+                ))
+                .resource(&user.id),
+            )
+            .try_collect()
+            .await
+            .unwrap();
+        assert!(!folders.is_empty());
+        for folder in &folders {
+            let first = Call::get(format!(
+                "/users/{}/mailFolders/{}/messages/delta",
+                user.id, folder.id
+            ))
+            .resource(&user.id)
+            .max_page_size(5);
+            let (messages, _, delta) = delta_round::<Message>(&client, first.clone()).await;
+            for m in messages.iter().take(2) {
+                let mime = client
+                    .download(
+                        Call::get(format!("/users/{}/messages/{}/$value", user.id, m.meta.id))
+                            .resource(&user.id),
+                    )
+                    .await
+                    .unwrap()
+                    .into_bytes()
+                    .await
+                    .unwrap();
+                assert!(!mime.is_empty());
+                assert!(
+                    String::from_utf8_lossy(&mime)
+                        .to_ascii_lowercase()
+                        .contains("subject:")
+                );
+            }
+            messages_seen += messages.len();
+            // No change since: the next round is empty.
+            let (again, removed, _) = delta_round::<Message>(&client, first.follow(delta)).await;
+            assert!(
+                again.is_empty() && removed.is_empty(),
+                "{} changes without a change",
+                again.len()
+            );
+        }
+
+        let drive: Value = client
+            .get_json(&format!("/users/{}/drive", user.id), None)
+            .await
+            .unwrap();
+        let drive_id = drive["id"].as_str().unwrap().to_owned();
+        let first = Call::get(format!("/drives/{drive_id}/root/delta")).resource(&drive_id);
+        let (items, _, _) = delta_round::<DriveItem>(&client, first).await;
+        for item in items
+            .iter()
+            .filter(|i| i.file.is_some() && !i.is_deleted())
+            .take(3)
+        {
+            let d = client
+                .download(
+                    Call::get(format!("/drives/{drive_id}/items/{}/content", item.id))
+                        .resource(&drive_id),
+                )
+                .await
+                .unwrap();
+            let bytes = d.into_bytes().await.unwrap();
+            assert_eq!(Some(bytes.len() as u64), item.size, "{:?}", item.name);
+            files_seen += 1;
+        }
+    }
+    assert!(
+        messages_seen > 0 && files_seen > 0,
+        "messages {messages_seen}, files {files_seen}"
+    );
+    let stats = client.stats();
+    assert_eq!(stats.token_requests, 1);
+    assert_eq!(stats.in_flight, 0);
+    sim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttling_and_faults_never_exceed_four_per_mailbox() {
+    let mut options = SimOptions::new(Profile::Tiny);
+    options.throttle.enabled = true;
+    options.throttle.retry_after = 0.2;
+    options.latency_ms = 5;
+    let (sim, client) = start(options).await;
+    for kind in [
+        FaultKind::ConnectionReset,
+        FaultKind::TruncatedBody,
+        FaultKind::MalformedJson,
+        FaultKind::ServiceUnavailable,
+    ] {
+        sim.state().faults.add(FaultRule {
+            pattern: "/mailFolders".into(),
+            method: None,
+            kind,
+            probability: 0.05,
+            retry_after: None,
+            stall_ms: None,
+            remaining: None,
+        });
+    }
+    let users: Vec<User> = client
+        .items(Call::get("/users"))
+        .try_collect()
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for user in users.iter().filter(|u| u.mail.is_some()).take(2) {
+        for _ in 0..20 {
+            let (c, id) = (client.clone(), user.id.clone());
+            tasks.push(tokio::spawn(async move {
+                let v: Value = c
+                    .json(Call::get(format!("/users/{id}/mailFolders")).resource(id.as_str()))
+                    .await
+                    .unwrap();
+                assert!(v["value"].is_array());
+            }));
+        }
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let counters = sim.state().counters.snapshot();
+    for (mailbox, peak) in counters["max_concurrency_by_mailbox"].as_object().unwrap() {
+        assert!(
+            peak.as_u64().unwrap() <= 4,
+            "mailbox {mailbox} saw {peak} concurrent requests"
+        );
+    }
+    let faults = counters["faults"].as_u64().unwrap();
+    assert!(faults > 0, "faults were injected");
+    assert!(
+        client.stats().retries >= faults,
+        "every fault was retried: {:?} vs {faults}",
+        client.stats()
+    );
+    sim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_limited_to_two_per_mailbox_stays_there() {
+    let (sim, client) = start(SimOptions::new(Profile::Tiny)).await;
+    let r = sim.ready().clone();
+    let mut config = ClientConfig::new(
+        Cloud::custom(&r.login_endpoint, &r.graph_endpoint).unwrap(),
+        r.tenant_id.clone(),
+        r.app_id.clone(),
+    );
+    config.limits = Limits {
+        global: 8,
+        per_resource: 2,
+    };
+    let limited = Client::new(
+        config,
+        Credential::from_pkcs12_file(&r.cert_pfx, &r.cert_password).unwrap(),
+    )
+    .unwrap();
+    let users: Vec<User> = client
+        .items(Call::get("/users"))
+        .try_collect()
+        .await
+        .unwrap();
+    let user = users.iter().find(|u| u.mail.is_some()).unwrap().id.clone();
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let (c, id) = (limited.clone(), user.clone());
+        tasks.push(tokio::spawn(async move {
+            c.json::<Value>(Call::get(format!("/users/{id}/mailFolders")).resource(id.as_str()))
+                .await
+                .unwrap()
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let counters = sim.state().counters.snapshot();
+    for (_, peak) in counters["max_concurrency_by_mailbox"].as_object().unwrap() {
+        assert!(peak.as_u64().unwrap() <= 2);
+    }
+    sim.stop().await;
+}
+
+#[tokio::test]
+async fn wrong_password_for_the_simulator_certificate() {
+    let sim = Simulator::start(SimOptions::new(Profile::Tiny))
+        .await
+        .unwrap();
+    let e = Credential::from_pkcs12_file(&sim.ready().cert_pfx, "not the password").unwrap_err();
+    assert!(matches!(e, CredentialError::WrongPassword), "{e:?}");
+    sim.stop().await;
+}
