@@ -3,7 +3,9 @@
 //! repository size and peak RSS side by side.
 //!
 //! `BACKHOME_BENCH_MB` sets the corpus size (default 300; 2048 for the full figure),
-//! `BACKHOME_BENCH_DIR` where corpus and repositories go (default the system temp dir).
+//! `BACKHOME_BENCH_DIR` where corpus and repositories go (default the system temp dir),
+//! `BACKHOME_BENCH_SIDES` which sides to run (default `backhome,backhome+enc,restic`),
+//! `BACKHOME_BENCH_LEVEL` the zstd level of Backhome's repositories (default 3).
 //! Each side runs in its own child process under `/usr/bin/time` so peak RSS is per side.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -385,7 +387,12 @@ fn main() {
     ];
     let mut rows = Vec::new();
     let corpus2 = work.path().join("corpus2");
+    let wanted = std::env::var("BACKHOME_BENCH_SIDES")
+        .unwrap_or_else(|_| "backhome,backhome+enc,restic".into());
     for (name, pass) in &sides {
+        if !wanted.split(',').any(|w| w.trim() == *name) {
+            continue;
+        }
         if *name == "restic" && !restic_ok {
             println!("restic not installed: skipped (apt-get install restic)");
             continue;

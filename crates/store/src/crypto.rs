@@ -152,6 +152,12 @@ impl Codec {
         Self { keys, level: 3 }
     }
 
+    /// The same codec with zstd `level`.
+    pub(crate) fn with_level(mut self, level: i32) -> Self {
+        self.level = level;
+        self
+    }
+
     /// A hasher for blob ids and content hashes.
     pub(crate) fn hasher(&self) -> blake3::Hasher {
         match &self.keys {

@@ -33,6 +33,8 @@ pub struct CreateOptions {
     pub chunking: Option<ChunkParams>,
     /// Do not make the repository a btrfs subvolume even on btrfs (no snapshots).
     pub no_subvolume: bool,
+    /// zstd level (`None`: 3, a good speed/size balance for a slow NAS CPU).
+    pub compression_level: Option<i32>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -46,6 +48,12 @@ pub(crate) struct Config {
     pub chunk_max: usize,
     pub single_blob_limit: usize,
     pub subvolume: bool,
+    #[serde(default = "default_level")]
+    pub compression_level: i32,
+}
+
+fn default_level() -> i32 {
+    3
 }
 
 impl Config {
@@ -137,11 +145,13 @@ impl Repository {
             chunk_max: chunk.max,
             single_blob_limit: chunk.single_blob_limit,
             subvolume,
+            compression_level: opts.compression_level.unwrap_or(3).clamp(1, 19),
         };
         let json =
             serde_json::to_vec_pretty(&config).map_err(|e| StoreError::Invalid(e.to_string()))?;
         crate::fsutil::write_atomic(&root.join(CONFIG), &json)?;
-        Ok(Self::from_parts(root, config, Codec::new(keys), false))
+        let codec = Codec::new(keys).with_level(config.compression_level);
+        Ok(Self::from_parts(root, config, codec, false))
     }
 
     /// Opens an existing repository for reading and writing, migrating its catalog if it was
@@ -202,7 +212,8 @@ impl Repository {
         } else {
             None
         };
-        let repo = Self::from_parts(root.to_path_buf(), config, Codec::new(keys), read_only);
+        let codec = Codec::new(keys).with_level(config.compression_level);
+        let repo = Self::from_parts(root.to_path_buf(), config, codec, read_only);
         if read_only {
             let conn = repo.open_connection()?;
             let v = schema::version(&conn)?;
@@ -422,4 +433,16 @@ fn uri_escape(p: &Path) -> String {
         }
     }
     o
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn repository_is_send_and_sync() {
+        fn check<T: Send + Sync + Clone>() {}
+        check::<super::Repository>();
+        fn send<T: Send>() {}
+        send::<crate::RunWriter>();
+        send::<crate::ContentReader>();
+    }
 }

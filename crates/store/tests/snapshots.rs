@@ -140,3 +140,41 @@ fn snapshots_as_unprivileged_owner() {
     assert!(left.contains(&3));
     eprintln!("unprivileged prune outcome: {prunes:?}");
 }
+
+#[test]
+fn refused_snapshot_is_reported_and_the_run_still_commits() {
+    if !common::root_tests("refused_snapshot_is_reported_and_the_run_still_commits") {
+        return;
+    }
+    let fs = common::LoopFs::new("btrfs", 200);
+    let repo = Repository::create(fs.path().join("repo"), &CreateOptions::default()).unwrap();
+    assert!(repo.is_subvolume());
+    // Something that is not a folder sits where the snapshots go.
+    std::fs::write(fs.path().join("repo.snapshots"), b"in the way").unwrap();
+    let mut run = repo.begin_run().unwrap();
+    let ann = common::user(&mut run, "ann");
+    common::folder(&mut run, ann, "f", None, "Inbox");
+    let report = run.commit(&serde_json::json!({})).unwrap();
+    let SnapshotState::Failed { reason } = &report.snapshot else {
+        panic!("{:?}", report.snapshot);
+    };
+    assert!(!reason.is_empty());
+    assert_eq!(repo.latest_run().unwrap(), Some(RunId(1)));
+    let recorded: SnapshotState =
+        serde_json::from_str(repo.runs().unwrap()[0].snapshot.as_deref().unwrap()).unwrap();
+    assert_eq!(recorded, report.snapshot);
+    // A repository that is not a subvolume reports snapshots as unsupported.
+    let plain = Repository::create(
+        fs.path().join("plain"),
+        &CreateOptions {
+            no_subvolume: true,
+            ..CreateOptions::default()
+        },
+    )
+    .unwrap();
+    let run = plain.begin_run().unwrap();
+    assert!(matches!(
+        run.commit(&serde_json::json!({})).unwrap().snapshot,
+        SnapshotState::Unsupported { .. }
+    ));
+}
