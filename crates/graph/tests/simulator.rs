@@ -6,6 +6,7 @@
 use std::collections::HashSet;
 
 use backhome_graph::models::{DriveItem, MailFolder, Message, User};
+use backhome_graph::{BatchRequest, BatchResponse};
 use backhome_graph::{
     Call, Client, ClientConfig, Cloud, Credential, CredentialError, Limits, RetryPolicy,
 };
@@ -263,5 +264,155 @@ async fn wrong_password_for_the_simulator_certificate() {
         .unwrap();
     let e = Credential::from_pkcs12_file(&sim.ready().cert_pfx, "not the password").unwrap_err();
     assert!(matches!(e, CredentialError::WrongPassword), "{e:?}");
+    sim.stop().await;
+}
+
+async fn first_mail_user(client: &Client) -> String {
+    let users: Vec<User> = client
+        .items(Call::get("/users"))
+        .try_collect()
+        .await
+        .unwrap();
+    users.into_iter().find(|u| u.mail.is_some()).unwrap().id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_round_trip_through_the_simulator() {
+    use backhome_graph::{ConflictBehavior, UploadOptions};
+    let (sim, client) = start(SimOptions::new(Profile::Tiny)).await;
+    let user = first_mail_user(&client).await;
+    let drive: Value = client
+        .get_json(&format!("/users/{user}/drive"), None)
+        .await
+        .unwrap();
+    let drive_id = drive["id"].as_str().unwrap().to_owned();
+    let modified = time::macros::datetime!(2019-03-04 05:06:07 UTC);
+    let options = UploadOptions {
+        conflict: ConflictBehavior::Replace,
+        modified: Some(modified),
+        ..UploadOptions::default()
+    };
+    for (name, len) in [
+        ("small file.txt", 1000usize),
+        ("big #1.bin", 5 * 1024 * 1024 + 333),
+    ] {
+        let data: Vec<u8> = (0..len).map(|i| (i % 253) as u8).collect();
+        let item = client
+            .upload(
+                &drive_id,
+                "root",
+                name,
+                &bytes::Bytes::from(data.clone()),
+                &options,
+            )
+            .await
+            .unwrap();
+        assert_eq!(item.name.as_deref(), Some(name));
+        assert_eq!(item.size, Some(len as u64));
+        let back = client
+            .download(Call::get(format!(
+                "/drives/{drive_id}/items/{}/content",
+                item.id
+            )))
+            .await
+            .unwrap()
+            .into_bytes()
+            .await
+            .unwrap();
+        assert!(back == data, "{name} round-trips byte for byte");
+        let meta: DriveItem = client
+            .get_json(&format!("/drives/{drive_id}/items/{}", item.id), None)
+            .await
+            .unwrap();
+        assert_eq!(
+            meta.file_system_info.unwrap().last_modified_date_time,
+            Some(modified),
+            "{name}"
+        );
+    }
+    sim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_resync_and_throttling_against_the_simulator() {
+    let mut options = SimOptions::new(Profile::Tiny);
+    options.throttle.enabled = true;
+    options.throttle.retry_after = 0.25;
+    options.latency_ms = 20;
+    let (sim, client) = start(options).await;
+    let r = sim.ready().clone();
+    let user = first_mail_user(&client).await;
+
+    let requests: Vec<BatchRequest> = ["inbox", "sentitems", "drafts", "deleteditems"]
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            BatchRequest::get(
+                (i + 1).to_string(),
+                format!("/users/{user}/mailFolders/{f}"),
+            )
+        })
+        .collect();
+    let answers = client.batch(requests, Some(&user)).await.unwrap();
+    assert_eq!(answers.len(), 4);
+    for a in &answers {
+        assert!(a.is_success() || a.status == 404, "{a:?}");
+    }
+    assert!(answers.iter().any(BatchResponse::is_success));
+
+    // A client that allows more than Exchange does gets 429s, waits them out and succeeds.
+    let mut config = ClientConfig::new(
+        Cloud::custom(&r.login_endpoint, &r.graph_endpoint).unwrap(),
+        r.tenant_id.clone(),
+        r.app_id.clone(),
+    );
+    config.limits = Limits {
+        global: 16,
+        per_resource: 12,
+    };
+    let greedy = Client::new(
+        config,
+        Credential::from_pkcs12_file(&r.cert_pfx, &r.cert_password).unwrap(),
+    )
+    .unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..24 {
+        let (c, id) = (greedy.clone(), user.clone());
+        tasks.push(tokio::spawn(async move {
+            c.json::<Value>(Call::get(format!("/users/{id}/mailFolders")).resource(id.as_str()))
+                .await
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    assert!(
+        greedy.stats().throttled > 0,
+        "the simulator throttled: {:?}",
+        greedy.stats()
+    );
+
+    sim.state().faults.add(FaultRule {
+        pattern: "/delta".into(),
+        method: None,
+        kind: FaultKind::ResyncRequired,
+        probability: 1.0,
+        retry_after: None,
+        stall_ms: None,
+        remaining: Some(1),
+    });
+    let drive: Value = client
+        .get_json(&format!("/users/{user}/drive"), None)
+        .await
+        .unwrap();
+    let e = client
+        .delta_page::<DriveItem>(Call::get(format!(
+            "/drives/{}/root/delta",
+            drive["id"].as_str().unwrap()
+        )))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, backhome_graph::Error::Resync { .. }), "{e:?}");
+    assert_eq!(e.class(), backhome_graph::ErrorClass::Resync);
     sim.stop().await;
 }
