@@ -176,6 +176,9 @@ fn inner_request(outer: &GraphRequest, r: &Value) -> Result<GraphRequest, GraphR
 
 fn response_json(id: &str, resp: GraphResponse) -> Value {
     let mut headers = Map::new();
+    headers.insert("Cache-Control".into(), json!("no-cache"));
+    headers.insert("OData-Version".into(), json!("4.0"));
+    headers.insert("x-ms-resource-unit".into(), json!("1"));
     for (k, v) in &resp.headers {
         headers.insert(k.clone(), Value::String(v.clone()));
     }

@@ -438,7 +438,12 @@ fn post_message(
     let serial = u32::try_from(c.messages.len()).unwrap_or(u32::MAX);
     let mut stored = body.clone();
     if !stored["from"].is_object() {
-        stored["from"] = json!({"user": null, "application": null, "device": null});
+        stored["from"] = json!({"user": null});
+    }
+    if let Some(from) = stored["from"].as_object_mut() {
+        for k in ["application", "device", "conversation", "user"] {
+            from.entry(k).or_insert(Value::Null);
+        }
     }
     if !stored["body"].is_object() {
         stored["body"] = json!({"contentType": "text", "content": ""});
