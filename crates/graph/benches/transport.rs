@@ -118,6 +118,66 @@ async fn download(size: usize) {
     );
 }
 
+/// Against the simulator with Exchange-like limits (4 per mailbox) and `latency` per request.
+async fn simulator_rate(requests_per_mailbox: usize, latency_ms: u64) {
+    use graph_sim::{Profile, SimOptions, Simulator};
+    let mut options = SimOptions::new(Profile::Tiny);
+    options.throttle.enabled = true;
+    options.latency_ms = latency_ms;
+    let sim = Simulator::start(options).await.unwrap();
+    let r = sim.ready().clone();
+    let cloud = backhome_graph::Cloud::custom(&r.login_endpoint, &r.graph_endpoint).unwrap();
+    let mut config =
+        backhome_graph::ClientConfig::new(cloud, r.tenant_id.clone(), r.app_id.clone());
+    config.limits = Limits {
+        global: 64,
+        per_resource: 4,
+    };
+    let credential =
+        backhome_graph::Credential::from_pkcs12_file(&r.cert_pfx, &r.cert_password).unwrap();
+    let client = Client::new(config, credential).unwrap();
+    let users: Vec<backhome_graph::models::User> =
+        futures_util::TryStreamExt::try_collect(client.items(Call::get("/users")))
+            .await
+            .unwrap();
+    let mailboxes: Vec<String> = users
+        .into_iter()
+        .filter(|u| u.mail.is_some())
+        .map(|u| u.id)
+        .collect();
+    let before = client.stats().requests;
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for mbx in &mailboxes {
+        for _ in 0..8 {
+            let (c, mbx) = (client.clone(), mbx.clone());
+            tasks.push(tokio::spawn(async move {
+                for _ in 0..requests_per_mailbox / 8 {
+                    c.json::<Value>(
+                        Call::get(format!("/users/{mbx}/mailFolders")).resource(mbx.as_str()),
+                    )
+                    .await
+                    .unwrap();
+                }
+            }));
+        }
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let done = client.stats().requests - before;
+    let allowed = (mailboxes.len() * 4) as f64 / (latency_ms as f64 / 1000.0);
+    println!(
+        "simulator: {done} requests on {} mailboxes, {latency_ms} ms service time, 4 per mailbox: {:.0} req/s = {:.0} % of the {allowed:.0} req/s the limits allow; 429s: {}",
+        mailboxes.len(),
+        done as f64 / secs,
+        100.0 * done as f64 / secs / allowed,
+        client.stats().throttled
+    );
+    sim.stop().await;
+}
+
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -134,9 +194,11 @@ fn main() {
             rate(2000, 10, Duration::from_millis(20), limits.clone()).await;
             rate(800, 2, Duration::from_millis(20), limits).await;
             download(256 << 20).await;
+            simulator_rate(400, 20).await;
         } else {
             rate(80, 4, Duration::from_millis(5), limits).await;
             download(4 << 20).await;
+            simulator_rate(16, 5).await;
         }
     });
 }

@@ -416,3 +416,24 @@ async fn batch_resync_and_throttling_against_the_simulator() {
     assert_eq!(e.class(), backhome_graph::ErrorClass::Resync);
     sim.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_simulator_with_its_ca_certificate() {
+    let mut options = SimOptions::new(Profile::Tiny);
+    options.tls = true;
+    let (sim, client) = start(options).await;
+    let r = sim.ready().clone();
+    assert!(
+        r.graph_endpoint.starts_with("https://"),
+        "{}",
+        r.graph_endpoint
+    );
+    assert!(r.ca_cert.is_some());
+    let users: Vec<User> = client
+        .items(Call::get("/users"))
+        .try_collect()
+        .await
+        .unwrap();
+    assert!(!users.is_empty());
+    sim.stop().await;
+}
