@@ -521,7 +521,7 @@ impl Client {
                 }
                 *refreshed = true;
                 tracing::debug!("Graph answered 401; refreshing the token once");
-                self.inner.tokens.invalidate(&token).await;
+                self.inner.tokens.invalidate(&token);
                 Ok(())
             }
             Failure::Retry { error, retry_after } => match state.next_delay(retry_after) {

@@ -130,7 +130,10 @@ pub(crate) struct TokenCache {
     credential: Credential,
     retry: RetryPolicy,
     stats: Arc<Stats>,
-    current: tokio::sync::Mutex<Option<AccessToken>>,
+    /// The cached token (read without waiting on a refresh in progress).
+    current: std::sync::RwLock<Option<AccessToken>>,
+    /// Held while fetching, so that concurrent callers share one token request.
+    refresh: tokio::sync::Mutex<()>,
 }
 
 impl TokenCache {
@@ -156,27 +159,46 @@ impl TokenCache {
             credential,
             retry,
             stats,
-            current: tokio::sync::Mutex::new(None),
+            current: std::sync::RwLock::new(None),
+            refresh: tokio::sync::Mutex::new(()),
         }
     }
 
     /// A valid token; fetched if none is cached or the cached one is about to expire.
-    /// Concurrent callers wait for one fetch (the lock is held while fetching).
+    /// Concurrent callers wait for one fetch.
     pub(crate) async fn get(&self) -> Result<AccessToken, AuthError> {
-        let mut current = self.current.lock().await;
-        if let Some(token) = current.as_ref()
-            && Instant::now() < token.refresh_at
-        {
-            return Ok(token.clone());
+        if let Some(token) = self.fresh() {
+            return Ok(token);
+        }
+        let _refreshing = self.refresh.lock().await;
+        if let Some(token) = self.fresh() {
+            return Ok(token);
         }
         let token = self.fetch_with_retries().await?;
-        *current = Some(token.clone());
+        *self
+            .current
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(token.clone());
         Ok(token)
     }
 
+    fn fresh(&self) -> Option<AccessToken> {
+        let current = self
+            .current
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        current
+            .as_ref()
+            .filter(|t| Instant::now() < t.refresh_at)
+            .cloned()
+    }
+
     /// Forgets `secret` if it is still the cached token (after a 401).
-    pub(crate) async fn invalidate(&self, secret: &str) {
-        let mut current = self.current.lock().await;
+    pub(crate) fn invalidate(&self, secret: &str) {
+        let mut current = self
+            .current
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if current.as_ref().is_some_and(|t| &*t.secret == secret) {
             *current = None;
         }
