@@ -33,6 +33,7 @@ mod error;
 mod limits;
 pub mod models;
 mod paging;
+mod probe;
 mod retry;
 mod stats;
 mod token;

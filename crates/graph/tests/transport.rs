@@ -473,3 +473,36 @@ async fn non_idempotent_requests_are_not_resent_after_a_broken_connection() {
         "503 says it was not carried out"
     );
 }
+
+#[tokio::test]
+async fn mailbox_and_drive_probes() {
+    let server = graph_server(|_, req| match req.path() {
+        "/v1.0/users/licensed/mailFolders/inbox" => Reply::json(200, &json!({"id": "inbox-id"})),
+        "/v1.0/users/unlicensed/mailFolders/inbox" => Reply::json(
+            404,
+            &json!({"error": {"code": "MailboxNotEnabledForRESTAPI", "message": "The mailbox is either inactive, soft-deleted, or is hosted on-premise."}}),
+        ),
+        "/v1.0/users/licensed/drive" => Reply::json(200, &json!({"id": "b!drive", "driveType": "business", "name": "OneDrive"})),
+        "/v1.0/users/unlicensed/drive" => Reply::json(404, &json!({"error": {"code": "ResourceNotFound", "message": "User's mysite not found."}})),
+        _ => Reply::json(403, &json!({"error": {"code": "ErrorAccessDenied", "message": "Access is denied."}})),
+    })
+    .await;
+    let client = client(&server);
+    assert!(client.has_mailbox("licensed").await.unwrap());
+    assert!(!client.has_mailbox("unlicensed").await.unwrap());
+    assert!(
+        client.has_mailbox("blocked").await.is_err(),
+        "access denied is not 'no mailbox'"
+    );
+    assert_eq!(
+        client
+            .user_drive("licensed")
+            .await
+            .unwrap()
+            .unwrap()
+            .drive_type
+            .as_deref(),
+        Some("business")
+    );
+    assert!(client.user_drive("unlicensed").await.unwrap().is_none());
+}
