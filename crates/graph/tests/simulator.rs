@@ -437,3 +437,28 @@ async fn https_simulator_with_its_ca_certificate() {
     assert!(!users.is_empty());
     sim.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mailbox_probe_for_every_user() {
+    let (sim, client) = start(SimOptions::new(Profile::Demo)).await;
+    let users: Vec<User> = client
+        .items(Call::get("/users"))
+        .try_collect()
+        .await
+        .unwrap();
+    let mut with = 0;
+    let mut without = 0;
+    for u in &users {
+        if client.has_mailbox(&u.id).await.unwrap() {
+            with += 1;
+        } else {
+            without += 1;
+        }
+    }
+    assert!(
+        with > 0 && without > 0,
+        "{with} with, {without} without a mailbox"
+    );
+    println!("{with} users with a mailbox, {without} without");
+    sim.stop().await;
+}
