@@ -462,3 +462,76 @@ async fn mailbox_probe_for_every_user() {
     println!("{with} users with a mailbox, {without} without");
     sim.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_in_failures_against_the_simulator() {
+    use backhome_graph::{AuthError, Error};
+    let (sim, _) = start(SimOptions::new(Profile::Tiny)).await;
+    let r = sim.ready().clone();
+    let cloud = Cloud::custom(&r.login_endpoint, &r.graph_endpoint).unwrap();
+    let sim_credential = Credential::from_pkcs12_file(&r.cert_pfx, &r.cert_password).unwrap();
+    let client_with = |tenant: &str, app: &str, credential: Credential| {
+        let mut config = ClientConfig::new(cloud.clone(), tenant, app);
+        config.retry.max_attempts = 2;
+        Client::new(config, credential).unwrap()
+    };
+
+    // An app without admin consent: a token without roles, then 403 at Graph.
+    let (app, ck) = sim.state().register_app(Vec::new()).unwrap();
+    let unconsented = client_with(
+        &r.tenant_id,
+        &app.to_string(),
+        Credential::from_parts(ck.key.clone(), ck.cert.clone()).unwrap(),
+    );
+    let e = unconsented
+        .json::<Value>(Call::get("/users"))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::ConsentMissing { .. }), "{e:?}");
+
+    // Unknown application.
+    let e = client_with(
+        &r.tenant_id,
+        "00000000-0000-0000-0000-00000000dead",
+        sim_credential.clone(),
+    )
+    .sign_in()
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(e, Error::Auth(AuthError::AppNotFound { .. })),
+        "{e:?}"
+    );
+
+    // A certificate the app does not know.
+    let (other_key, other_cert) = {
+        let (_, ck2) = sim
+            .state()
+            .register_app(vec!["User.Read.All".into()])
+            .unwrap();
+        (ck2.key.clone(), ck2.cert.clone())
+    };
+    let e = client_with(
+        &r.tenant_id,
+        &r.app_id,
+        Credential::from_parts(other_key, other_cert).unwrap(),
+    )
+    .sign_in()
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(e, Error::Auth(AuthError::CertificateRejected { .. })),
+        "{e:?}"
+    );
+
+    // Unknown tenant.
+    let e = client_with("nosuchtenant.onmicrosoft.com", &r.app_id, sim_credential)
+        .sign_in()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, Error::Auth(AuthError::TenantNotFound { .. })),
+        "{e:?}"
+    );
+    sim.stop().await;
+}
