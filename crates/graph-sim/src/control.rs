@@ -127,6 +127,37 @@ pub async fn handle(req: HttpRequest, body: Bytes, state: web::Data<SimState>) -
                 Err(e) => HttpResponse::InternalServerError().json(json!({"error": e.to_string()})),
             }
         }
+        ("POST", "materialize") => {
+            // Generates every lazy mailbox and drive now (warm-up before benchmarks, memory checks).
+            let st = state.clone();
+            let done = tokio::task::spawn_blocking(move || {
+                let (users, drives): (Vec<u32>, Vec<u32>) = {
+                    let dir = st.tenant.dir.read();
+                    (
+                        dir.users.iter().map(|u| u.idx).collect(),
+                        dir.drives.iter().map(|d| d.idx).collect(),
+                    )
+                };
+                let mut messages = 0usize;
+                for u in users {
+                    if let Some(cell) = st.tenant.mailbox(u) {
+                        messages += st.tenant.with_mailbox(&cell, |mb| mb.messages.len());
+                    }
+                }
+                let mut items = 0usize;
+                for d in drives {
+                    if let Some(cell) = st.tenant.drive(d) {
+                        items += st.tenant.with_drive(&cell, |dr| dr.items.len());
+                    }
+                }
+                json!({"messages": messages, "drive_items": items})
+            })
+            .await;
+            match done {
+                Ok(v) => HttpResponse::Ok().json(v),
+                Err(e) => HttpResponse::InternalServerError().json(json!({"error": e.to_string()})),
+            }
+        }
         ("GET", "snapshot") => {
             let scope = crate::snapshot::Scope {
                 user: q("user"),
