@@ -5,7 +5,8 @@
 //! `BACKHOME_BENCH_MB` sets the corpus size (default 300; 2048 for the full figure),
 //! `BACKHOME_BENCH_DIR` where corpus and repositories go (default the system temp dir),
 //! `BACKHOME_BENCH_SIDES` which sides to run (default `backhome,backhome+enc,restic`),
-//! `BACKHOME_BENCH_LEVEL` the zstd level of Backhome's repositories (default 3).
+//! `BACKHOME_BENCH_LEVEL` the zstd level of Backhome's repositories (default 3),
+//! `BACKHOME_BENCH_KEEP` keeps the corpus and repositories for inspection.
 //! Each side runs in its own child process under `/usr/bin/time` so peak RSS is per side.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -457,4 +458,7 @@ fn main() {
         );
     }
     std::io::stdout().flush().unwrap();
+    if std::env::var("BACKHOME_BENCH_KEEP").is_ok() {
+        println!("kept {}", work.keep().display());
+    }
 }

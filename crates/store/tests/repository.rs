@@ -563,3 +563,47 @@ fn gc_repacks_mostly_garbage_packs_and_deletes_empty_ones() {
     }
     assert!(repo.verify(VerifyMode::Full).unwrap().is_ok());
 }
+
+#[test]
+fn a_broken_source_stream_or_bad_name_does_not_stop_the_run() {
+    struct Broken(usize);
+    impl Read for Broken {
+        fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+            if self.0 == 0 {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionReset,
+                    "download broke off",
+                ));
+            }
+            let n = out.len().min(self.0).min(100_000);
+            out[..n].fill(7);
+            self.0 -= n;
+            Ok(n)
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let repo = Repository::create(dir.path().join("r"), &CreateOptions::default()).unwrap();
+    let mut run = repo.begin_run().unwrap();
+    let ann = user(&mut run, "ann");
+    let f = folder(&mut run, ann, "f", None, "F");
+    let err = run.put_content(Broken(3 << 20)).unwrap_err();
+    assert!(
+        matches!(err, StoreError::Source { .. }) && err.is_temporary(),
+        "{err:?}"
+    );
+    let n = run.node(ann, "x", NodeKind::Message).unwrap();
+    let bad = NewVersion {
+        parent: Some(f),
+        name: "a\0b".into(),
+        ..NewVersion::default()
+    };
+    assert!(matches!(
+        run.put_version(n, &bad),
+        Err(StoreError::Invalid(_))
+    ));
+    // The run goes on and commits.
+    item(&mut run, ann, "ok", f, "OK", b"fine", "t");
+    run.commit(&serde_json::json!({})).unwrap();
+    assert_eq!(repo.list_children(f, RunId(1)).unwrap().len(), 1);
+    assert!(repo.verify(VerifyMode::Full).unwrap().is_ok());
+}
