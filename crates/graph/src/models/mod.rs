@@ -12,8 +12,8 @@ mod teams;
 pub use directory::{Drive, Group, Identity, IdentitySet, Site, Team, User};
 pub use drive::{DriveItem, FileFacet, FileSystemInfo, FolderFacet, Hashes, ItemReference};
 pub use outlook::{
-    Calendar, Contact, ContactFolder, ContactMeta, EmailAddress, Event, EventMeta, MailFolder,
-    Message, MessageMeta, Recipient,
+    Attachment, Calendar, Contact, ContactFolder, ContactMeta, EmailAddress, Event, EventMeta,
+    MailFolder, Message, MessageMeta, Recipient,
 };
 pub use teams::{Channel, ChatMessage, ChatMessageAttachment, ChatMessageMeta, ItemBody};
 

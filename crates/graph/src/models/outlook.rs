@@ -188,3 +188,41 @@ pub struct Calendar {
     /// Owner.
     pub owner: Option<EmailAddress>,
 }
+
+/// An attachment of a message or event (`fileAttachment`, `itemAttachment`, `referenceAttachment`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Attachment {
+    /// Attachment id.
+    pub id: String,
+    /// `#microsoft.graph.fileAttachment`, `…itemAttachment` or `…referenceAttachment`.
+    #[serde(rename = "@odata.type")]
+    pub odata_type: Option<String>,
+    /// File name.
+    pub name: Option<String>,
+    /// MIME type.
+    pub content_type: Option<String>,
+    /// Size in bytes.
+    pub size: Option<u64>,
+    /// Whether shown inline.
+    pub is_inline: Option<bool>,
+    /// Content id for inline references (`cid:`).
+    pub content_id: Option<String>,
+    /// Last modification.
+    #[serde(with = "super::lenient_time")]
+    pub last_modified_date_time: Option<OffsetDateTime>,
+    /// Base64 content of a file attachment (when not `$select`ed away).
+    pub content_bytes: Option<String>,
+}
+
+impl Attachment {
+    /// Decodes `contentBytes`; `None` when absent or not valid base64.
+    #[must_use]
+    pub fn decoded_content(&self) -> Option<Vec<u8>> {
+        use base64::Engine;
+        let text = self.content_bytes.as_deref()?;
+        base64::engine::general_purpose::STANDARD
+            .decode(text.trim())
+            .ok()
+    }
+}

@@ -50,7 +50,7 @@ pub struct ChatMessageAttachment {
 }
 
 /// Typed metadata of a channel message or reply.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct ChatMessageMeta {
     /// Message id.
@@ -76,6 +76,8 @@ pub struct ChatMessageMeta {
     pub body: Option<ItemBody>,
     /// Attachments.
     pub attachments: Vec<ChatMessageAttachment>,
+    /// Replies, when listed with `$expand=replies`.
+    pub replies: Vec<ChatMessage>,
 }
 
 /// A channel message: typed metadata plus the whole JSON.

@@ -110,3 +110,20 @@ fn pages_carry_links() {
     assert!(raw.delta_link.unwrap().contains("deltatoken"));
     let _unused: Option<Page<User>> = None;
 }
+
+#[test]
+fn attachments_and_replies() {
+    let a: Attachment =
+        serde_json::from_str(include_str!("../../tests/data/attachment-file.json")).unwrap();
+    assert_eq!(
+        a.odata_type.as_deref(),
+        Some("#microsoft.graph.fileAttachment")
+    );
+    assert!(a.decoded_content().is_some_and(|b| !b.is_empty()));
+    let m: ChatMessage = serde_json::from_str(
+        r#"{"id":"1","body":{"content":"hi"},"replies":[{"id":"2","replyToId":"1","body":{"content":"re"}}]}"#,
+    )
+    .unwrap();
+    assert_eq!(m.meta.replies[0].meta.reply_to_id.as_deref(), Some("1"));
+    assert_eq!(m.meta.replies[0].raw["body"]["content"], "re");
+}
