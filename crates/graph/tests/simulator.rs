@@ -535,3 +535,88 @@ async fn sign_in_failures_against_the_simulator() {
     );
     sim.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calendars_contacts_groups_sites_and_channels_parse() {
+    use backhome_graph::models::{
+        Calendar, Channel, ChatMessage, Contact, ContactFolder, Event, Group, Site,
+    };
+    let (sim, client) = start(SimOptions::new(Profile::Tiny)).await;
+    let user = first_mail_user(&client).await;
+    let calendars: Vec<Calendar> = client
+        .items(Call::get(format!("/users/{user}/calendars")).resource(&user))
+        .try_collect()
+        .await
+        .unwrap();
+    assert!(!calendars.is_empty());
+    let mut events = 0;
+    for c in &calendars {
+        let list: Vec<Event> = client
+            .items(Call::get(format!("/users/{user}/calendars/{}/events", c.id)).resource(&user))
+            .try_collect()
+            .await
+            .unwrap();
+        assert!(
+            list.iter()
+                .all(|e| !e.meta.id.is_empty() && e.raw.is_object())
+        );
+        events += list.len();
+    }
+    assert!(events > 0);
+    let folders: Vec<ContactFolder> = client
+        .items(Call::get(format!("/users/{user}/contactFolders")).resource(&user))
+        .try_collect()
+        .await
+        .unwrap();
+    let mut contacts: Vec<Contact> = client
+        .items(Call::get(format!("/users/{user}/contacts")).resource(&user))
+        .try_collect()
+        .await
+        .unwrap();
+    for f in &folders {
+        let more: Vec<Contact> = client
+            .items(
+                Call::get(format!("/users/{user}/contactFolders/{}/contacts", f.id))
+                    .resource(&user),
+            )
+            .try_collect()
+            .await
+            .unwrap();
+        contacts.extend(more);
+    }
+    assert!(!contacts.is_empty());
+
+    let groups: Vec<Group> = client
+        .items(Call::get("/groups"))
+        .try_collect()
+        .await
+        .unwrap();
+    assert!(groups.iter().any(Group::is_unified));
+    let sites: Vec<Site> = client
+        .items(Call::get("/sites/getAllSites"))
+        .try_collect()
+        .await
+        .unwrap();
+    assert!(!sites.is_empty());
+    let mut posts = 0;
+    for team in groups.iter().filter(|g| g.has_team()) {
+        let channels: Vec<Channel> = client
+            .items(Call::get(format!("/teams/{}/channels", team.id)))
+            .try_collect()
+            .await
+            .unwrap();
+        for ch in &channels {
+            let messages: Vec<ChatMessage> = client
+                .items(Call::get(format!(
+                    "/teams/{}/channels/{}/messages?$expand=replies",
+                    team.id, ch.id
+                )))
+                .try_collect()
+                .await
+                .unwrap();
+            posts += messages.len();
+        }
+    }
+    assert!(posts > 0, "no channel messages found");
+    sim.stop().await;
+}
