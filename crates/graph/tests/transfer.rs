@@ -390,3 +390,75 @@ async fn lost_upload_session_is_reported() {
         .unwrap_err();
     assert!(matches!(e, Error::UploadSessionLost), "{e:?}");
 }
+
+#[tokio::test]
+async fn stalled_bodies_and_slow_answers_time_out_and_recover() {
+    let data = content(100_000);
+    let d2 = data.clone();
+    let n = Arc::new(AtomicUsize::new(0));
+    let host = serve(move |req| {
+        let data = d2.clone();
+        let n = n.fetch_add(1, Ordering::SeqCst);
+        async move {
+            if n == 0 {
+                return Reply::Stall {
+                    body: data,
+                    send: 30_000,
+                    silence: std::time::Duration::from_secs(5),
+                };
+            }
+            let from: usize = req
+                .header("range")
+                .and_then(|r| r.strip_prefix("bytes="))
+                .and_then(|r| r.trim_end_matches('-').parse().ok())
+                .unwrap_or(0);
+            let total = data.len();
+            Reply::raw(206, data[from..].to_vec()).header(
+                "Content-Range",
+                &format!("bytes {from}-{}/{total}", total - 1),
+            )
+        }
+    })
+    .await;
+    let target = format!("{}/dl", host.base);
+    let slow = Arc::new(AtomicUsize::new(0));
+    let graph = serve(move |req| {
+        let target = target.clone();
+        let slow = slow.clone();
+        async move {
+            if is_token(&req) {
+                return token_reply(&["Files.Read.All"], 3600);
+            }
+            if slow.fetch_add(1, Ordering::SeqCst) == 0 {
+                // First answer arrives after the request timeout.
+                tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+            }
+            Reply::status(302).header("Location", &target)
+        }
+    })
+    .await;
+    let mut config = config(&graph);
+    config.timeouts.stall = std::time::Duration::from_millis(300);
+    config.timeouts.request = std::time::Duration::from_millis(500);
+    let client = Client::new(config, credential()).unwrap();
+    let start = std::time::Instant::now();
+    let got = client
+        .download(Call::get("/drives/d/items/i/content"))
+        .await
+        .unwrap()
+        .into_bytes()
+        .await
+        .unwrap();
+    assert!(got == data);
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(3),
+        "did not wait for the stalled server: {:?}",
+        start.elapsed()
+    );
+    assert_eq!(
+        graph.matching("/content").len(),
+        2,
+        "the slow answer was abandoned and asked again"
+    );
+    assert_eq!(host.requests()[1].header("range"), Some("bytes=30000-"));
+}

@@ -68,6 +68,12 @@ pub enum Reply {
     },
     /// Closes the connection without answering (RST).
     Reset,
+    /// Announces `body.len()`, sends `send` bytes, then goes silent for `silence`.
+    Stall {
+        body: Vec<u8>,
+        send: usize,
+        silence: Duration,
+    },
 }
 
 impl Reply {
@@ -96,7 +102,7 @@ impl Reply {
             Reply::Full { headers, .. } | Reply::Truncated { headers, .. } => {
                 headers.push((name.into(), value.into()))
             }
-            Reply::Reset => {}
+            Reply::Reset | Reply::Stall { .. } => {}
         }
         self
     }
@@ -233,6 +239,21 @@ where
     let reply = handler(req).await;
     let (status, headers, body, send) = match reply {
         Reply::Reset => return Ok(Outcome::Reset),
+        Reply::Stall {
+            body,
+            send,
+            silence,
+        } => {
+            let head = format!(
+                "HTTP/1.1 200 Answer\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            stream.write_all(head.as_bytes()).await?;
+            stream.write_all(&body[..send.min(body.len())]).await?;
+            stream.flush().await?;
+            tokio::time::sleep(silence).await;
+            return Ok(Outcome::Truncated);
+        }
         Reply::Full {
             status,
             headers,
