@@ -6,7 +6,8 @@
 //! `BACKHOME_BENCH_DIR` where corpus and repositories go (default the system temp dir),
 //! `BACKHOME_BENCH_SIDES` which sides to run (default `backhome,backhome+enc,restic`),
 //! `BACKHOME_BENCH_LEVEL` the zstd level of Backhome's repositories (default 3),
-//! `BACKHOME_BENCH_KEEP` keeps the corpus and repositories for inspection.
+//! `BACKHOME_BENCH_KEEP` keeps the corpus and repositories for inspection,
+//! `BACKHOME_BENCH_STREAM_GB=3` instead streams one item of that many GiB and reports peak RSS.
 //! Each side runs in its own child process under `/usr/bin/time` so peak RSS is per side.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -348,11 +349,61 @@ fn timed(cmd: &mut Command, scratch: &Path) -> (f64, f64) {
     (secs, kb / 1024.0)
 }
 
+/// Child: streams `gb` GiB of generated, partly compressible data into a new repository as one
+/// content; prints elapsed seconds.
+fn child_stream(repo_path: &Path, gb: u64) {
+    struct Gen(u64, Rng);
+    impl std::io::Read for Gen {
+        fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+            let n = out.len().min(self.0 as usize).min(1 << 16);
+            if self.1.below(2) == 0 {
+                self.1.fill(&mut out[..n]);
+            } else {
+                out[..n].fill(b'x');
+            }
+            self.0 -= n as u64;
+            Ok(n)
+        }
+    }
+    let t = Instant::now();
+    let repo = Repository::create(repo_path, &CreateOptions::default()).unwrap();
+    let mut run = repo.begin_run().unwrap();
+    let c = run.put_content(Gen(gb << 30, Rng(77))).unwrap();
+    assert_eq!(c.content.size, gb << 30);
+    run.commit(&serde_json::json!({})).unwrap();
+    println!("ELAPSED {}", t.elapsed().as_secs_f64());
+}
+
 fn main() {
+    if let Ok(gb) = std::env::var("BACKHOME_BENCH_STREAM_CHILD") {
+        let a: Vec<String> = std::env::args().collect();
+        child_stream(Path::new(&a[1]), gb.parse().unwrap());
+        return;
+    }
     if std::env::var(CHILD).is_ok() {
         let a: Vec<String> = std::env::args().collect();
         let pass = std::env::var("BACKHOME_BENCH_PASS").ok();
         child_ingest(Path::new(&a[1]), Path::new(&a[2]), pass.as_deref());
+        return;
+    }
+    if let Ok(gb) = std::env::var("BACKHOME_BENCH_STREAM_GB") {
+        // One huge item: memory must stay bounded however large the stream.
+        let base = std::env::var("BACKHOME_BENCH_DIR")
+            .map_or_else(|_| std::env::temp_dir(), PathBuf::from);
+        let work = tempfile::Builder::new()
+            .prefix("backhome-stream")
+            .tempdir_in(&base)
+            .unwrap();
+        let mut c = Command::new(std::env::current_exe().unwrap());
+        c.arg(work.path().join("repo"))
+            .env("BACKHOME_BENCH_STREAM_CHILD", &gb);
+        let (secs, rss) = timed(&mut c, work.path());
+        let gib: f64 = gb.parse().unwrap();
+        println!(
+            "one {gib} GiB stream: {:.1} s, {:.0} MB/s, peak RSS {rss:.1} MB",
+            secs,
+            gib * 1073.7 / secs
+        );
         return;
     }
     let mb: u64 = std::env::var("BACKHOME_BENCH_MB")
