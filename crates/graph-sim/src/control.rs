@@ -336,6 +336,7 @@ fn mutate(state: &SimState, op: &Value) -> Result<Value, String> {
                         if let Some(slot) = mb.folders.get_mut(d as usize) {
                             *slot = None;
                         }
+                        mb.folder_log.push(Removed { seq, serial: d, sub: 0, id: String::new(), name: String::new() });
                     }
                     Ok(json!({"ok": true}))
                 }

@@ -366,6 +366,7 @@ pub fn route(state: &SimState, req: &GraphRequest, idx: u32, rest: &[&str]) -> G
     match (req.method, l.as_slice()) {
         (Method::Get, ["mailfolders"]) => list_folders(state, req, &cell, idx, None),
         (Method::Post, ["mailfolders"]) => create_folder(state, req, &cell, idx, None),
+        (Method::Get, ["mailfolders", "delta"]) => folder_delta(state, req, &cell, idx, &owner),
         (Method::Get, ["mailfolders", _]) => state.tenant.with_mailbox(&cell, |mb| {
             match resolve_folder(state, mb, rest[1]).and_then(|s| mb.folder(s)) {
                 Some(f) => GraphResponse::ok(folder_json(state, mb, f)),
@@ -379,7 +380,7 @@ pub fn route(state: &SimState, req: &GraphRequest, idx: u32, rest: &[&str]) -> G
             create_folder(state, req, &cell, idx, Some(rest[1]))
         }
         (Method::Get, ["mailfolders", _, "messages"]) => {
-            list_messages(state, req, &cell, &owner, rest[1])
+            list_messages(state, req, &cell, &owner, Some(rest[1]))
         }
         (Method::Post, ["mailfolders", _, "messages"]) => {
             create_message(state, req, &cell, &owner, Some(rest[1]))
@@ -388,6 +389,7 @@ pub fn route(state: &SimState, req: &GraphRequest, idx: u32, rest: &[&str]) -> G
             delta(state, req, &cell, &owner, rest[1])
         }
         (Method::Post, ["messages"]) => create_message(state, req, &cell, &owner, None),
+        (Method::Get, ["messages"]) => list_messages(state, req, &cell, &owner, None),
         (_, ["mailfolders", _, "messages", _, ..]) => {
             message_route(state, req, &cell, &owner, rest[3], &rest[4..])
         }
@@ -511,29 +513,33 @@ fn list_messages(
     req: &GraphRequest,
     cell: &MailboxCell,
     owner: &Person,
-    folder: &str,
+    folder: Option<&str>,
 ) -> GraphResponse {
     let immutable = req.immutable_ids();
     let graph = state.graph();
     state.tenant.with_mailbox(cell, |mb| {
-        let Some(f) = resolve_folder(state, mb, folder) else {
-            return GraphResponse::exchange_not_found();
+        let f = match folder {
+            Some(key) => match resolve_folder(state, mb, key) {
+                Some(f) => Some(f),
+                None => return GraphResponse::exchange_not_found(),
+            },
+            None => None,
         };
         let mut msgs: Vec<&Message> = mb
             .messages
             .iter()
             .flatten()
-            .filter(|m| m.folder == f)
+            .filter(|m| f.is_none_or(|f| m.folder == f))
             .collect();
         msgs.sort_by_key(|m| std::cmp::Reverse(m.received));
         // Only render the requested page: list ids first, then render.
         let items: Vec<Value> = msgs.iter().map(|m| json!({"__serial": m.serial})).collect();
         let mut resp = page(
             req,
-            &format!(
-                "{graph}/users/{}/mailFolders/{folder}/messages",
-                owner.address
-            ),
+            &match folder {
+                Some(key) => format!("{graph}/users/{}/mailFolders/{key}/messages", owner.address),
+                None => format!("{graph}/users/{}/messages", owner.address),
+            },
             &format!("{graph}/$metadata#Collection(message)"),
             items,
             10,
@@ -927,5 +933,45 @@ fn create_message(
             }
             None => GraphResponse::exchange_not_found(),
         }
+    })
+}
+
+/// `GET /users/{u}/mailFolders/delta`: the whole folder hierarchy, flattened.
+fn folder_delta(
+    state: &SimState,
+    req: &GraphRequest,
+    cell: &MailboxCell,
+    idx: u32,
+    owner: &Person,
+) -> GraphResponse {
+    let graph = state.graph();
+    let url = format!("{graph}/users/{}/mailFolders/delta", owner.address);
+    let cursor = match crate::odata::delta_cursor(req, state.tenant.current_seq(), 100, 1000) {
+        Ok(c) => c,
+        Err(e) => return e,
+    };
+    let hidden = req
+        .param("includeHiddenFolders")
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    state.tenant.with_mailbox(cell, |mb| {
+        let removed = mb.folder_log.since(cursor.since).map(|it| {
+            it.map(|r| (i64::from(r.serial), json!({"@odata.type": "#microsoft.graph.mailFolder", "id": folder_id(state, idx, r.serial), "@removed": {"reason": "deleted"}})))
+                .collect::<Vec<_>>()
+        });
+        let live: Vec<crate::odata::LiveEntry<'_>> = mb
+            .folders
+            .iter()
+            .flatten()
+            .filter(|f| f.parent.is_some() && (hidden || !f.hidden))
+            .map(|f| {
+                let r: Box<dyn Fn() -> Value + '_> = Box::new(move || {
+                    let mut v = folder_json(state, mb, f);
+                    v["@odata.type"] = json!("#microsoft.graph.mailFolder");
+                    v
+                });
+                (i64::from(f.serial), f.changed_seq, r)
+            })
+            .collect();
+        crate::odata::run_delta(&url, &format!("{graph}/$metadata#Collection(mailFolder)"), cursor, live, removed, "syncStateNotFound")
     })
 }

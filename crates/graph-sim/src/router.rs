@@ -330,6 +330,28 @@ fn dispatch(state: &SimState, req: &GraphRequest, segs: &[String]) -> GraphRespo
             None => GraphResponse::item_not_found(),
         },
         ["groups", g, "team", rest @ ..] => crate::teams::group_team(state, req, g, rest),
+        ["groups" | "sites", owner, "drive", rest @ ..] => {
+            let drive = {
+                let dir = state.tenant.dir.read();
+                let site = if s[0] == "groups" {
+                    dir.groups
+                        .iter()
+                        .find(|x| !x.deleted && x.id.to_string() == owner.to_lowercase())
+                        .and_then(|x| x.site)
+                } else {
+                    dir.sites
+                        .iter()
+                        .find(|x| !x.deleted && x.id.eq_ignore_ascii_case(owner))
+                        .map(|x| x.idx)
+                };
+                site.and_then(|i| dir.sites.get(i as usize))
+                    .and_then(|x| x.drives.first().copied())
+            };
+            match drive {
+                Some(d) => crate::files::route(state, req, d, rest),
+                None => GraphResponse::item_not_found(),
+            }
+        }
         ["teams", rest @ ..] => crate::teams::route(state, req, rest),
         _ => GraphResponse::bad_url(segs.last().map_or("", String::as_str)),
     }

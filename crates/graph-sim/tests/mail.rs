@@ -389,3 +389,44 @@ async fn mime_attachments_and_restore_paths() {
     assert_eq!(j["sentDateTime"], "2024-02-03T04:00:00Z");
     h.sim.stop().await;
 }
+
+#[tokio::test]
+async fn folder_hierarchy_delta_and_all_messages() {
+    let h = common::start(Profile::Tiny).await;
+    let upn = h.first_user().await;
+    let (folders, delta, _) = h
+        .delta_round(&format!("/users/{upn}/mailFolders/delta"), &[])
+        .await;
+    assert!(folders.len() >= 13, "{}", folders.len());
+    let added = h
+        .mutate(json!({"op": "add_folder", "user": upn, "parent": "inbox", "name": "Neu"}))
+        .await;
+    let projects = folders
+        .iter()
+        .find(|f| f["displayName"] == "Projects")
+        .unwrap();
+    h.mutate(json!({"op": "delete_folder", "user": upn, "id": projects["id"]}))
+        .await;
+    let (round, _, _) = h.delta_round(&delta, &[]).await;
+    assert!(round.iter().any(|f| f["id"] == added["id"]));
+    assert!(
+        round
+            .iter()
+            .any(|f| f["id"] == projects["id"] && f.get("@removed").is_some()),
+        "{round:?}"
+    );
+    let (s, all) = h.get(&format!("/users/{upn}/messages?$top=1000")).await;
+    assert_eq!(s, 200);
+    let (_, inbox) = h
+        .get(&format!(
+            "/users/{upn}/mailFolders/inbox/messages?$top=1000"
+        ))
+        .await;
+    assert!(all["value"].as_array().unwrap().len() > inbox["value"].as_array().unwrap().len());
+    // Site libraries through /sites/{id}/drive.
+    let (_, sites) = h.get("/sites").await;
+    let site = sites["value"][0]["id"].as_str().unwrap();
+    let (s, v) = h.get(&format!("/sites/{site}/drive/root/delta")).await;
+    assert_eq!(s, 200, "{v}");
+    h.sim.stop().await;
+}

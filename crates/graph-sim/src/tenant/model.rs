@@ -329,6 +329,8 @@ pub struct Mailbox {
     pub folders: Vec<Option<MailFolder>>,
     /// Messages by serial.
     pub messages: Vec<Option<Message>>,
+    /// Folders removed (for `mailFolders/delta`).
+    pub folder_log: ChangeLog,
     /// Calendars by serial.
     pub calendars: Vec<Option<Calendar>>,
     /// Events by serial.
