@@ -178,6 +178,8 @@ impl Client {
                 .idempotent(pending.iter().all(|r| r.method.eq_ignore_ascii_case("GET")));
             if let Some(key) = resource {
                 call = call.resource(key);
+                // Exchange runs up to 4 requests of a batch at once on the mailbox.
+                call.weight = u32::try_from(pending.len().min(4)).unwrap_or(4);
             }
             let envelope: BatchEnvelope =
                 self.run(&call, &[], |_, _, body| parse_json(&body)).await?;

@@ -25,6 +25,8 @@ pub struct Call {
     pub(crate) pre_authenticated: bool,
     /// Whether sending twice is harmless; `None`: by method.
     pub(crate) idempotent: Option<bool>,
+    /// Resource permits the request takes (a `$batch` runs several requests at once).
+    pub(crate) weight: u32,
 }
 
 impl Call {
@@ -41,6 +43,7 @@ impl Call {
             body: None,
             pre_authenticated: false,
             idempotent: None,
+            weight: 1,
         }
     }
 

@@ -267,7 +267,10 @@ impl Client {
         extra: &[(HeaderName, HeaderValue)],
     ) -> Result<Opened, Failure> {
         let inner = &self.inner;
-        let permits = inner.limiter.acquire(call.resource.as_deref()).await;
+        let permits = inner
+            .limiter
+            .acquire(call.resource.as_deref(), call.weight)
+            .await;
         let mut request = inner.http.request(call.method.clone(), url.clone());
         let mut token_used: Option<Arc<str>> = None;
         if !call.pre_authenticated {

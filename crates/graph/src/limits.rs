@@ -91,8 +91,9 @@ impl Limiter {
             .clone()
     }
 
-    /// Waits for a pause on the resource to end, then for a resource permit, then a global one.
-    pub(crate) async fn acquire(&self, resource: Option<&str>) -> Permits {
+    /// Waits for a pause on the resource to end, then for `weight` resource permits (a `$batch`
+    /// that Exchange runs 4 at a time weighs more than one request), then a global one.
+    pub(crate) async fn acquire(&self, resource: Option<&str>, weight: u32) -> Permits {
         let resource_permit = match resource {
             Some(key) => {
                 let gate = self.gate(key);
@@ -107,7 +108,11 @@ impl Limiter {
                     }
                 }
                 // The semaphores are never closed, so acquiring cannot fail.
-                gate.semaphore.clone().acquire_owned().await.ok()
+                let weight = weight.clamp(
+                    1,
+                    u32::try_from(self.limits.per_resource).unwrap_or(u32::MAX),
+                );
+                gate.semaphore.clone().acquire_many_owned(weight).await.ok()
             }
             None => None,
         };
@@ -158,7 +163,7 @@ mod tests {
         for _ in 0..12 {
             let (l, now, peak) = (limiter.clone(), now.clone(), peak.clone());
             tasks.push(tokio::spawn(async move {
-                let _p = l.acquire(Some("mbx")).await;
+                let _p = l.acquire(Some("mbx"), 1).await;
                 let n = now.fetch_add(1, Ordering::SeqCst) + 1;
                 peak.fetch_max(n, Ordering::SeqCst);
                 tokio::time::sleep(Duration::from_millis(5)).await;
@@ -172,13 +177,30 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn heavy_requests_take_several_permits() {
+        let limiter = Limiter::new(
+            Limits {
+                global: 10,
+                per_resource: 4,
+            },
+            Arc::default(),
+        );
+        let heavy = limiter.acquire(Some("mbx"), 9).await;
+        let blocked =
+            tokio::time::timeout(Duration::from_millis(50), limiter.acquire(Some("mbx"), 1)).await;
+        assert!(blocked.is_err(), "a batch weighing 4 fills the mailbox");
+        drop(heavy);
+        let _ = limiter.acquire(Some("mbx"), 1).await;
+    }
+
+    #[tokio::test]
     async fn pause_delays_new_requests() {
         let limiter = Limiter::new(Limits::default(), Arc::default());
         limiter.pause("mbx", Duration::from_millis(150));
         let start = Instant::now();
-        let _p = limiter.acquire(Some("other")).await;
+        let _p = limiter.acquire(Some("other"), 1).await;
         assert!(start.elapsed() < Duration::from_millis(100));
-        let _q = limiter.acquire(Some("mbx")).await;
+        let _q = limiter.acquire(Some("mbx"), 1).await;
         assert!(start.elapsed() >= Duration::from_millis(150));
     }
 }
