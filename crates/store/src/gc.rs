@@ -4,6 +4,7 @@
 //! step — new pack durable, catalog committed, old file deleted — so a kill loses nothing.
 
 use std::fs::File;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use rusqlite::{Connection, params};
 
@@ -30,6 +31,8 @@ pub struct GcReport {
     pub bytes_freed: u64,
     /// Leftover files of killed writers removed.
     pub orphans_removed: u64,
+    /// Stopped early on request; the rest is collected next time.
+    pub interrupted: bool,
 }
 
 struct PackPlan {
@@ -43,12 +46,18 @@ struct PackPlan {
 impl Repository {
     /// Collects garbage (takes the writer lock).
     pub fn gc(&self) -> Result<GcReport> {
-        let _lock = self.lock_writer()?;
-        let conn = self.open_connection()?;
-        self.gc_locked(&conn)
+        self.gc_with_stop(&AtomicBool::new(false))
     }
 
-    pub(crate) fn gc_locked(&self, conn: &Connection) -> Result<GcReport> {
+    /// Collects garbage, stopping between two packs once `stop` is set (for a shutdown or to
+    /// give the NAS back to users); every step done so far is durable.
+    pub fn gc_with_stop(&self, stop: &AtomicBool) -> Result<GcReport> {
+        let _lock = self.lock_writer()?;
+        let conn = self.open_connection()?;
+        self.gc_locked(&conn, stop)
+    }
+
+    pub(crate) fn gc_locked(&self, conn: &Connection, stop: &AtomicBool) -> Result<GcReport> {
         let mut report = GcReport {
             orphans_removed: self.sweep_orphans(conn)? as u64,
             ..GcReport::default()
@@ -127,6 +136,10 @@ impl Repository {
             "garbage collection planned"
         );
         for p in delete {
+            if stop.load(Ordering::Relaxed) {
+                report.interrupted = true;
+                return Ok(report);
+            }
             let blobs = conn
                 .execute("DELETE FROM blobs WHERE pack = ?1", [p.row])
                 .ctx("dropping garbage blobs")?;
@@ -138,6 +151,10 @@ impl Repository {
             report.bytes_freed += p.size;
         }
         for p in repack {
+            if stop.load(Ordering::Relaxed) {
+                report.interrupted = true;
+                return Ok(report);
+            }
             let (freed, removed) = self.repack(conn, p, horizon)?;
             report.blobs_removed += removed;
             report.bytes_freed += freed;

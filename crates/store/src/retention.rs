@@ -2,6 +2,7 @@
 //! run can see. The newest version of every node that still exists is always kept.
 
 use std::collections::BTreeSet;
+use std::sync::atomic::AtomicBool;
 
 use time::{Duration, OffsetDateTime};
 
@@ -106,6 +107,16 @@ impl Repository {
         policy: RetentionPolicy,
         now: OffsetDateTime,
     ) -> Result<RetentionReport> {
+        self.apply_retention_with_stop(policy, now, &AtomicBool::new(false))
+    }
+
+    /// [`Repository::apply_retention`], its garbage collection stopping early once `stop` is set.
+    pub fn apply_retention_with_stop(
+        &self,
+        policy: RetentionPolicy,
+        now: OffsetDateTime,
+        stop: &AtomicBool,
+    ) -> Result<RetentionReport> {
         let lock = self.lock_writer()?;
         let mut conn = self.open_connection()?;
         let runs: Vec<(RunId, OffsetDateTime)> = {
@@ -168,7 +179,7 @@ impl Repository {
                 snapshots.push((s.run, r));
             }
         }
-        let gc = self.gc_locked(&conn)?;
+        let gc = self.gc_locked(&conn, stop)?;
         drop(lock);
         Ok(RetentionReport {
             kept_runs: keep.into_iter().collect(),

@@ -542,14 +542,21 @@ fn gc_repacks_mostly_garbage_packs_and_deletes_empty_ones() {
         .unwrap();
     assert_eq!(keep.versions_removed, 0);
     assert_eq!(keep.gc.blobs_removed, 0);
+    // Asked to stop at once: versions and contents are pruned, packs wait for the next run.
+    let stop = std::sync::atomic::AtomicBool::new(true);
+    let now = time::OffsetDateTime::now_utc();
     let ret = repo
-        .apply_retention(
-            RetentionPolicy::KeepRuns(1),
-            time::OffsetDateTime::now_utc(),
-        )
+        .apply_retention_with_stop(RetentionPolicy::KeepRuns(1), now, &stop)
         .unwrap();
+    assert!(ret.gc.interrupted);
     assert_eq!(ret.versions_removed, 35);
     assert_eq!(ret.gc.contents_removed, 35);
+    assert_eq!(ret.gc.packs_deleted + ret.gc.packs_repacked, 0);
+    assert_eq!(walk(&p.join("packs")).len(), 2);
+    let ret = repo
+        .apply_retention(RetentionPolicy::KeepRuns(1), now)
+        .unwrap();
+    assert!(!ret.gc.interrupted);
     assert_eq!(ret.gc.packs_deleted, 1, "{ret:?}");
     assert_eq!(ret.gc.packs_repacked, 1, "{ret:?}");
     assert_eq!(ret.gc.blobs_removed, 35);

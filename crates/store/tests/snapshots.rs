@@ -79,7 +79,7 @@ fn snapshots_as_unprivileged_owner() {
     if !common::root_tests("snapshots_as_unprivileged_owner") {
         return;
     }
-    let fs = common::LoopFs::new("btrfs", 200);
+    let fs = common::LoopFs::new("btrfs", 400);
     fs.open_to_all();
     let share = fs.path().join("share");
     std::fs::create_dir(&share).unwrap();
@@ -146,7 +146,7 @@ fn refused_snapshot_is_reported_and_the_run_still_commits() {
     if !common::root_tests("refused_snapshot_is_reported_and_the_run_still_commits") {
         return;
     }
-    let fs = common::LoopFs::new("btrfs", 200);
+    let fs = common::LoopFs::new("btrfs", 400);
     let repo = Repository::create(fs.path().join("repo"), &CreateOptions::default()).unwrap();
     assert!(repo.is_subvolume());
     // Something that is not a folder sits where the snapshots go.
