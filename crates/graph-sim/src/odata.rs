@@ -28,6 +28,9 @@ pub struct Cursor {
     /// Extra state (window of calendar views …).
     #[serde(rename = "x", default, skip_serializing_if = "Option::is_none")]
     pub extra: Option<String>,
+    /// Last delta entry emitted in this round: (key, kind, tie-break).
+    #[serde(rename = "l", default, skip_serializing_if = "Option::is_none")]
+    pub last: Option<(i64, u8, u64)>,
 }
 
 impl Cursor {
@@ -315,27 +318,26 @@ pub fn delta_cursor(
             return Ok(Cursor {
                 since: current,
                 upto: current,
-                pos: i64::MAX,
+                pos: -1,
                 page: req.page_size(default, max),
                 select,
                 extra: None,
+                last: Some((i64::MAX, u8::MAX, u64::MAX)),
             });
         }
         let c = Cursor::decode(tok).ok_or_else(|| {
             GraphResponse::error(400, "BadRequest", "The delta token is malformed.")
         })?;
         // A deltaLink cursor: start a new round from where the last one ended.
-        if c.pos < 0 || c.since == c.upto {
-            return Ok(Cursor {
-                since: c.upto,
-                upto: current,
-                pos: -1,
-                page: req.prefer_page().unwrap_or(c.page).clamp(1, max),
-                select: c.select,
-                extra: c.extra,
-            });
-        }
-        return Ok(c);
+        return Ok(Cursor {
+            since: c.upto,
+            upto: current,
+            pos: -1,
+            page: req.prefer_page().unwrap_or(c.page).clamp(1, max),
+            select: c.select,
+            extra: c.extra,
+            last: None,
+        });
     }
     if let Some(tok) = req.param("skiptoken") {
         return Cursor::decode(tok).ok_or_else(|| {
@@ -349,6 +351,7 @@ pub fn delta_cursor(
         page: req.page_size(default, max),
         select,
         extra: None,
+        last: None,
     })
 }
 
@@ -377,24 +380,31 @@ pub fn run_delta(
         )
         .with_header("Location", url.to_string());
     };
-    let mut keys: Vec<(i64, usize, bool)> = live
+    // Order: key, then removals before the live entry of the same key, then log order. The
+    // cursor remembers the last entry emitted, so entries changing mid-round shift nothing.
+    let mut keys: Vec<(i64, u8, u64, usize)> = live
         .iter()
         .enumerate()
         .filter(|(_, (_, seq, _))| *seq > cursor.since)
-        .map(|(i, (k, _, _))| (*k, i, true))
+        .map(|(i, (k, _, _))| (*k, 1, 0, i))
         .collect();
     if cursor.since > 0 {
-        keys.extend(removed.iter().enumerate().map(|(i, (k, _))| (*k, i, false)));
+        keys.extend(
+            removed
+                .iter()
+                .enumerate()
+                .map(|(i, (k, _))| (*k, 0, i as u64, i)),
+        );
     }
-    keys.sort_by_key(|(k, i, is_live)| (*k, *is_live, *i));
-    // Keys can repeat (removed and re-added); position by index in the sorted list.
-    let start = usize::try_from(cursor.pos.saturating_add(1)).unwrap_or(usize::MAX);
-    let slice: Vec<&(i64, usize, bool)> = keys.iter().skip(start).take(cursor.page).collect();
-    let more = start.saturating_add(cursor.page) < keys.len();
+    keys.sort_unstable();
+    let after = |e: &&(i64, u8, u64, usize)| cursor.last.is_none_or(|l| (e.0, e.1, e.2) > l);
+    let remaining: Vec<&(i64, u8, u64, usize)> = keys.iter().filter(after).collect();
+    let slice = &remaining[..remaining.len().min(cursor.page)];
+    let more = remaining.len() > cursor.page;
     let value: Vec<Value> = slice
         .iter()
-        .map(|(_, i, is_live)| {
-            if *is_live {
+        .map(|(_, kind, _, i)| {
+            if *kind == 1 {
                 let mut v = (live[*i].2)();
                 apply_select(&mut v, cursor.select.as_deref());
                 v
@@ -404,7 +414,7 @@ pub fn run_delta(
         })
         .collect();
     if more {
-        cursor.pos = i64::try_from(start + cursor.page).unwrap_or(i64::MAX) - 1;
+        cursor.last = slice.last().map(|e| (e.0, e.1, e.2));
         delta_page(
             context,
             value,
@@ -419,6 +429,7 @@ pub fn run_delta(
             page: cursor.page,
             select: cursor.select.clone(),
             extra: cursor.extra.clone(),
+            last: None,
         };
         delta_page(
             context,
@@ -453,6 +464,7 @@ mod tests {
             page: 5,
             select: Some("subject".into()),
             extra: None,
+            last: Some((4, 1, 0)),
         };
         assert_eq!(Cursor::decode(&c.encode()), Some(c));
         assert_eq!(Cursor::decode("garbage!"), None);

@@ -322,3 +322,50 @@ async fn sites_groups_and_libraries() {
     assert_eq!(s, 200);
     h.sim.stop().await;
 }
+
+#[tokio::test]
+async fn changes_during_a_round_lose_nothing() {
+    let mut o = graph_sim::SimOptions::new(Profile::Tiny);
+    o.files_per_user = Some(30);
+    let h = common::start_with(o).await;
+    let d = drive_id(&h).await;
+    let (all, _, _) = h.delta_round(&format!("/drives/{d}/root/delta"), &[]).await;
+    // First page, then delete an item already returned, then finish the round.
+    let (s, first) = h
+        .get_with(
+            &format!("/drives/{d}/root/delta"),
+            &[("Prefer", "odata.maxpagesize=12")],
+        )
+        .await;
+    assert_eq!(s, 200);
+    let page: Vec<Value> = first["value"].as_array().unwrap().clone();
+    let gone = page
+        .iter()
+        .find(|i| i.get("file").is_some())
+        .expect("a file on the first page");
+    h.mutate(json!({"op": "delete_file", "drive": d, "id": gone["id"]}))
+        .await;
+    let (rest, delta, _) = h
+        .delta_round(first["@odata.nextLink"].as_str().unwrap(), &[])
+        .await;
+    let mut seen: Vec<&str> = page
+        .iter()
+        .chain(rest.iter())
+        .map(|i| i["id"].as_str().unwrap())
+        .collect();
+    seen.sort_unstable();
+    seen.dedup();
+    for item in &all {
+        assert!(
+            seen.contains(&item["id"].as_str().unwrap()),
+            "lost {}",
+            item["id"]
+        );
+    }
+    let (next, _, _) = h.delta_round(&delta, &[]).await;
+    assert!(
+        next.iter()
+            .any(|i| i["id"] == gone["id"] && i.get("deleted").is_some())
+    );
+    h.sim.stop().await;
+}
