@@ -7,6 +7,12 @@
 //!   downloads and resumable uploads, counters ([`ClientStats`]).
 //! - [`models`]: typed Graph resources, tolerant of unknown and missing fields.
 //!
+//! Every request is a [`Call`]: a path relative to `/v1.0` (or an absolute link on the Graph
+//! host), plus the resource key it counts against (a mailbox or drive id), `Prefer` values and a
+//! body. The client retries what may succeed later; what it returns as [`Error`] is classed by
+//! [`Error::class`] so the caller knows whether to skip an item, mark a user as having no
+//! mailbox, or list a container again ([`ErrorClass::Resync`]).
+//!
 //! ```no_run
 //! use backhome_graph::{Call, Client, ClientConfig, Cloud, Credential, models::User};
 //! use futures_util::TryStreamExt;
@@ -20,6 +26,40 @@
 //!     println!("{}", user.user_principal_name.unwrap_or_default());
 //! }
 //! # Ok(()) }
+//! ```
+//!
+//! A delta round driven page by page, so that the caller can checkpoint after each page:
+//!
+//! ```no_run
+//! use backhome_graph::{Call, Client, Error, models::Message};
+//!
+//! # async fn round(client: &Client, user: &str, folder: &str, saved: Option<String>) -> Result<String, Error> {
+//! let first = Call::get(format!("/users/{user}/mailFolders/{folder}/messages/delta"))
+//!     .resource(user) // counts against the mailbox's 4 concurrent requests
+//!     .max_page_size(100);
+//! let mut call = match saved {
+//!     Some(delta_link) => first.follow(delta_link),
+//!     None => first.clone(),
+//! };
+//! loop {
+//!     let page = match client.delta_page::<Message>(call.clone()).await {
+//!         Ok(page) => page,
+//!         // The token expired: list the folder again from the start.
+//!         Err(Error::Resync { .. }) => {
+//!             call = first.clone();
+//!             continue;
+//!         }
+//!         Err(e) => return Err(e),
+//!     };
+//!     for message in &page.items { /* store message.meta / message.raw, fetch $value */ }
+//!     for removed in &page.removed { /* close the version of removed.id */ }
+//!     match (page.next_link, page.delta_link) {
+//!         (Some(next), _) => call = first.follow(next),
+//!         (None, Some(delta_link)) => return Ok(delta_link),
+//!         (None, None) => return Err(Error::InvalidRequest("no delta link".into())),
+//!     }
+//! }
+//! # }
 //! ```
 
 mod batch;
