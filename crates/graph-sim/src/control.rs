@@ -1,5 +1,34 @@
 //! The control API under `/_sim/` (loopback only, no token): mutate the tenant, set limits
 //! and faults, read and reset counters, snapshot content.
+//!
+//! | Route | Body / query | Effect |
+//! |---|---|---|
+//! | `GET health` | | `ok` |
+//! | `GET counters` | | requests (total, by kind, by mailbox), highest concurrency per mailbox, 429s, faults, tokens, bytes and content bytes served |
+//! | `POST counters/reset` | | zeroes the counters |
+//! | `GET`/`PUT throttle` | [`ThrottleConfig`] JSON | limits; `enabled: false` turns throttling off |
+//! | `GET`/`PUT`/`POST`/`DELETE faults` | `PUT {"seed": n, "rules": [FaultRule…]}`, `POST FaultRule` | fault injection (kinds: `service_unavailable`, `gateway_timeout`, `too_many_requests`, `connection_reset`, `stall`, `truncated_body`, `malformed_json`, `resync_required`, `item_not_found`) |
+//! | `POST latency` | `{"ms": n}` | service time added to each Graph request (makes concurrency observable) |
+//! | `POST token-lifetime` | `{"seconds": n}` | lifetime of tokens issued from now on |
+//! | `POST apps` | `{"roles": [...], "password": "…"}` | registers another app; answers `app_id`, `cert_pfx`, `cert_password` (empty roles = no consent) |
+//! | `POST materialize` | | generates every lazy mailbox and drive now |
+//! | `GET snapshot` | `?user=upn&drive=id&content=false` | content hashes: `mail[upn][folder path][immutable id]`, `drives[drive id][path]`, `events[upn][id]`, `contacts[upn][id]` |
+//! | `POST mutate` | one operation object or an array | see below; answers `{"results": [...]}` |
+//!
+//! Operations (`"op"`): `add_message {user, folder?, mime_base64?}`, `modify_message {user, id,
+//! isRead?, flag?}`, `move_message {user, id, destination}`, `delete_message {user, id}`,
+//! `add_folder {user, parent?, name, hidden?}`, `delete_folder {user, id}`, `add_file {drive,
+//! parent?, name, size?, seed?, content?}`, `add_drive_folder {drive, parent?, name}`,
+//! `modify_file {drive, id, size?}` (new version), `move_file|rename_file {drive, id, parent?,
+//! name?}`, `delete_file {drive, id}`, `add_event|add_contact {user, event?}`,
+//! `modify_event|modify_contact|delete_event|delete_contact {user, id}`,
+//! `add_channel_message {team, channel, text?}`, `reply_channel_message {team, channel, id,
+//! text?}`, `modify_channel_message|delete_channel_message {team, channel, id, text?}`,
+//! `add_user {display_name, upn_local, kind?: member|shared|no_mailbox}`, `modify_user {user,
+//! display_name?, job_title?}`, `delete_user {user}`, `modify_group|delete_group {group,
+//! display_name?}`, `delete_site {site}`, `expire_delta {drive}|{user}` (older delta tokens
+//! answer 410). `user` is an id or UPN; `drive` a drive id or a user (their OneDrive); file
+//! `parent`/`id` an item id or a path from the root.
 
 use std::sync::atomic::Ordering;
 

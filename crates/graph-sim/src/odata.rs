@@ -233,6 +233,13 @@ pub fn page(
     }
     let mut body = Map::new();
     body.insert("@odata.context".into(), Value::String(context.to_string()));
+    if offset == 0
+        && req
+            .param("count")
+            .is_some_and(|c| c.eq_ignore_ascii_case("true"))
+    {
+        body.insert("@odata.count".into(), Value::from(total));
+    }
     if offset + size < total {
         let cursor = Cursor {
             pos: i64::try_from(offset + size).unwrap_or(0),

@@ -353,6 +353,11 @@ fn dispatch(state: &SimState, req: &GraphRequest, segs: &[String]) -> GraphRespo
             }
         }
         ["teams", rest @ ..] => crate::teams::route(state, req, rest),
+        ["me", ..] => GraphResponse::error(
+            400,
+            "BadRequest",
+            "/me request is only valid with delegated authentication flow.",
+        ),
         _ => GraphResponse::bad_url(segs.last().map_or("", String::as_str)),
     }
 }
