@@ -288,6 +288,9 @@ async fn users_paging_filter_select_and_delta() {
         h.get("/users?$filter=contains(displayName,'a')").await.0,
         400
     );
+    let (_, counted) = h.get("/users?$count=true&$top=2").await;
+    assert_eq!(counted["@odata.count"], 9);
+    assert_eq!(h.get("/me").await.0, 400);
     let (s, u) = h
         .get(&format!("/users/{}", all[0]["id"].as_str().unwrap()))
         .await;
