@@ -4,3 +4,7 @@
 //! the Microsoft Graph client in `backhome-graph`. See `ARCHITECTURE.md`.
 
 pub mod api;
+pub mod backup;
+pub mod paths;
+pub mod secrets;
+pub mod task;

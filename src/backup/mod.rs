@@ -1,0 +1,412 @@
+//! A backup run: discover the tenant, decide what is included, walk every protected object's
+//! containers with delta queries, store new, changed and deleted items as versions, commit.
+//!
+//! Item failures are recorded and retried next run; they never fail the run. A killed or
+//! cancelled run leaves its checkpointed work in the repository, and the next run resumes it
+//! without downloading again what was stored.
+
+pub mod context;
+pub mod delta;
+pub mod discover;
+pub mod drive;
+pub mod mail;
+pub mod outlook;
+pub mod progress;
+pub mod teams;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use backhome_graph::models::{Drive, Group, Site, User};
+use backhome_graph::{Call, Client, encode_segment};
+use backhome_store::{
+    NewVersion, NodeId, NodeKind, ObjectId, ObjectInfo, ObjectKind, Repository, VersionOutcome,
+};
+use futures_util::StreamExt;
+use serde::Serialize;
+
+pub use context::{Ctx, ItemError, RunError};
+pub use progress::{Progress, ProgressSnapshot};
+
+use crate::task::{Service, TaskSpec};
+
+/// How many protected objects are backed up at once.
+const OBJECTS_AT_ONCE: usize = 4;
+
+/// What a finished run reports (the `backup --json` summary).
+#[derive(Clone, Debug, Serialize)]
+pub struct Summary {
+    /// The run.
+    pub run_id: i64,
+    /// `complete`, `complete_with_errors`.
+    pub status: String,
+    /// Items seen for the first time.
+    pub items_added: u64,
+    /// Items stored as a new version.
+    pub items_changed: u64,
+    /// Deletions recorded.
+    pub items_deleted: u64,
+    /// Content bytes downloaded from Graph.
+    pub bytes_downloaded: u64,
+    /// Requests sent to Graph (and the login endpoint).
+    pub graph_requests: u64,
+    /// Items that failed, with why.
+    pub errors: Vec<ItemError>,
+    /// What happened with the run's btrfs snapshot.
+    pub snapshot: String,
+    /// Whether this run continued one that was interrupted.
+    pub resumed: bool,
+}
+
+/// Runs one backup of `spec` into `repo` to its end.
+///
+/// # Errors
+/// Run-stopping failures: sign-in, consent, the repository. The work done so far stays
+/// checkpointed and the next run resumes it.
+pub async fn run(
+    client: Client,
+    repo: Repository,
+    spec: &TaskSpec,
+    progress: Arc<Progress>,
+    cancel: Arc<AtomicBool>,
+) -> Result<Summary, RunError> {
+    let requests_before = client.stats().requests;
+    let r = repo.clone();
+    let writer = tokio::task::spawn_blocking(move || r.begin_run())
+        .await
+        .map_err(|e| RunError::Internal(e.to_string()))??;
+    let resumed = writer.is_resumed();
+    let run_id = writer.run_id();
+    let r = repo.clone();
+    let latest = tokio::task::spawn_blocking(move || r.latest_run())
+        .await
+        .map_err(|e| RunError::Internal(e.to_string()))??;
+    let ctx = Ctx::new(client.clone(), writer, progress, cancel, repo, latest);
+    tracing::info!(task = %spec.name, run = %run_id, resumed, "backup started");
+
+    let found = discover::discover(&client, spec).await?;
+    let mut jobs: Vec<Job> = Vec::new();
+    jobs.extend(found.users.into_iter().map(Job::User));
+    jobs.extend(found.groups.into_iter().map(Job::Group));
+    jobs.extend(found.sites.into_iter().map(Job::Site));
+    let results: Vec<Result<(), RunError>> = futures_util::stream::iter(jobs)
+        .map(|job| job.run(&ctx, spec))
+        .buffer_unordered(OBJECTS_AT_ONCE)
+        .collect()
+        .await;
+    for r in results {
+        r?;
+    }
+    ctx.check_cancel()?;
+
+    let snap = ctx.progress.snapshot();
+    let errors = ctx.errors();
+    let counters = serde_json::json!({
+        "items_added": snap.items_added,
+        "items_changed": snap.items_changed,
+        "items_deleted": snap.items_deleted,
+        "items_unchanged": snap.items_unchanged,
+        "bytes_downloaded": snap.bytes_downloaded,
+        "item_errors": errors.len(),
+        "errors": errors.iter().take(1000).collect::<Vec<_>>(),
+    });
+    let writer = ctx.into_writer()?;
+    let report = tokio::task::spawn_blocking(move || writer.commit(&counters))
+        .await
+        .map_err(|e| RunError::Internal(e.to_string()))??;
+    tracing::info!(run = %report.run, snapshot = ?report.snapshot, "backup committed");
+    Ok(Summary {
+        run_id: report.run.0,
+        status: if errors.is_empty() {
+            "complete".into()
+        } else {
+            "complete_with_errors".into()
+        },
+        items_added: snap.items_added,
+        items_changed: snap.items_changed,
+        items_deleted: snap.items_deleted,
+        bytes_downloaded: snap.bytes_downloaded,
+        graph_requests: client.stats().requests.saturating_sub(requests_before),
+        errors,
+        snapshot: format!("{:?}", report.snapshot),
+        resumed,
+    })
+}
+
+enum Job {
+    User(User),
+    Group(Group),
+    Site(Site),
+}
+
+impl Job {
+    async fn run(self, ctx: &Ctx, spec: &TaskSpec) -> Result<(), RunError> {
+        let wants = |s: Service| spec.services.contains(&s);
+        match self {
+            Job::User(u) => {
+                let upn = u
+                    .user_principal_name
+                    .clone()
+                    .unwrap_or_else(|| u.id.clone());
+                let info = ObjectInfo {
+                    kind: ObjectKind::User,
+                    graph_id: u.id.clone(),
+                    name: u.display_name.clone().unwrap_or_else(|| upn.clone()),
+                    address: Some(upn.clone()),
+                    extra: serde_json::json!({ "mail": u.mail, "upn": upn }),
+                };
+                let obj = ctx.w(move |w| w.upsert_object(&info)).await?;
+                let base = format!("/users/{}", encode_segment(&u.id));
+                if wants(Service::Mail) {
+                    let root = root_node(ctx, obj, "mail").await?;
+                    let mb = mail::Mailbox {
+                        ctx,
+                        object: obj,
+                        label: &upn,
+                        base: base.clone(),
+                        root,
+                        touched: Default::default(),
+                    };
+                    if !mb.run().await? {
+                        tracing::info!(user = %upn, "no mailbox");
+                    }
+                }
+                if wants(Service::Calendar) {
+                    let root = root_node(ctx, obj, "calendar").await?;
+                    outlook::calendars(ctx, obj, &upn, &base, root).await?;
+                }
+                if wants(Service::Contacts) {
+                    let root = root_node(ctx, obj, "contacts").await?;
+                    outlook::contacts(ctx, obj, &upn, &base, root).await?;
+                }
+                if wants(Service::Onedrive) {
+                    match ctx
+                        .client
+                        .json::<Drive>(Call::get(format!("{base}/drive?$select=id,name,driveType")))
+                        .await
+                    {
+                        Ok(d) => {
+                            let root = root_node(ctx, obj, "onedrive").await?;
+                            drive_job(ctx, obj, &upn, d.id, root).await?;
+                        }
+                        Err(e) if matches!(e.class(), backhome_graph::ErrorClass::NotFound) => {
+                            tracing::info!(user = %upn, "no OneDrive");
+                        }
+                        Err(e) if !delta::is_fatal(&e) => {
+                            ctx.item_error(format!("/users/{upn}/onedrive"), e.to_string())
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                ctx.progress.object_done(&upn);
+            }
+            Job::Group(g) => {
+                let nick = g.mail_nickname.clone().unwrap_or_else(|| g.id.clone());
+                let is_team = g.resource_provisioning_options.iter().any(|o| o == "Team");
+                let info = ObjectInfo {
+                    kind: ObjectKind::Group,
+                    graph_id: g.id.clone(),
+                    name: g.display_name.clone().unwrap_or_else(|| nick.clone()),
+                    address: Some(nick.clone()),
+                    extra: serde_json::json!({ "mail": g.mail, "team": is_team }),
+                };
+                let obj = ctx.w(move |w| w.upsert_object(&info)).await?;
+                let base = format!("/groups/{}", encode_segment(&g.id));
+                if wants(Service::Groups) {
+                    let root = root_node(ctx, obj, "calendar").await?;
+                    outlook::group_calendar(ctx, obj, &nick, &base, root).await?;
+                    match ctx
+                        .client
+                        .json::<Drive>(Call::get(format!("{base}/drive?$select=id,name,driveType")))
+                        .await
+                    {
+                        Ok(d) => {
+                            let root = root_node(ctx, obj, "files").await?;
+                            drive_job(ctx, obj, &nick, d.id, root).await?;
+                        }
+                        Err(e) if !delta::is_fatal(&e) => {
+                            ctx.item_error(format!("/groups/{nick}/files"), e.to_string())
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                if wants(Service::Teams) && is_team {
+                    let root = root_node(ctx, obj, "channels").await?;
+                    teams::team(ctx, obj, &nick, &g.id, root).await?;
+                }
+                ctx.progress.object_done(&nick);
+            }
+            Job::Site(s) => {
+                let label = s.web_url.clone().unwrap_or_else(|| s.id.clone());
+                let info = ObjectInfo {
+                    kind: ObjectKind::Site,
+                    graph_id: s.id.clone(),
+                    name: s
+                        .display_name
+                        .clone()
+                        .or_else(|| s.name.clone())
+                        .unwrap_or_else(|| s.id.clone()),
+                    address: s.web_url.clone(),
+                    extra: serde_json::json!({ "name": s.name }),
+                };
+                let obj = ctx.w(move |w| w.upsert_object(&info)).await?;
+                let url = format!(
+                    "/sites/{}/drives?$select=id,name,driveType,webUrl",
+                    encode_segment(&s.id)
+                );
+                let drives: Result<Vec<Drive>, _> =
+                    futures_util::TryStreamExt::try_collect(ctx.client.items(Call::get(url))).await;
+                match drives {
+                    Ok(drives) => {
+                        let mut seen = HashSet::new();
+                        for d in drives {
+                            let name = d.name.clone().unwrap_or_else(|| d.id.clone());
+                            let gid = format!("root:lib:{}", d.id);
+                            seen.insert(gid.clone());
+                            let root = named_root(ctx, obj, &gid, &name).await?;
+                            drive_job(ctx, obj, &format!("{label}/{name}"), d.id, root).await?;
+                        }
+                    }
+                    Err(e) if !delta::is_fatal(&e) => {
+                        ctx.item_error(label.clone(), format!("libraries could not be listed: {e}"))
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+                ctx.progress.object_done(&label);
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn drive_job(
+    ctx: &Ctx,
+    obj: ObjectId,
+    label: &str,
+    drive_id: String,
+    root: NodeId,
+) -> Result<(), RunError> {
+    drive::DriveJob {
+        ctx,
+        object: obj,
+        label,
+        drive_id,
+        root,
+        root_item: std::sync::OnceLock::new(),
+    }
+    .run()
+    .await
+}
+
+/// The root node of a workload (`mail`, `calendar`, `onedrive` …) of an object.
+async fn root_node(ctx: &Ctx, obj: ObjectId, workload: &str) -> Result<NodeId, RunError> {
+    named_root(ctx, obj, &format!("root:{workload}"), workload).await
+}
+
+async fn named_root(
+    ctx: &Ctx,
+    obj: ObjectId,
+    graph_id: &str,
+    name: &str,
+) -> Result<NodeId, RunError> {
+    let (gid, name) = (graph_id.to_owned(), name.to_owned());
+    ctx.w(move |w| {
+        let n = w.node(obj, &gid, NodeKind::Root)?;
+        w.put_version(
+            n,
+            &NewVersion {
+                name,
+                ..NewVersion::default()
+            },
+        )?;
+        Ok(n)
+    })
+    .await
+}
+
+/// Counts a stored version in the run's progress.
+pub fn count(ctx: &Ctx, outcome: VersionOutcome, existed: bool) {
+    let p = &ctx.progress;
+    match outcome {
+        VersionOutcome::Created(_) if !existed => Progress::add(&p.items_added, 1),
+        VersionOutcome::Created(_) | VersionOutcome::Replaced(_) | VersionOutcome::Updated(_) => {
+            Progress::add(&p.items_changed, 1)
+        }
+        VersionOutcome::Unchanged(_) => Progress::add(&p.items_unchanged, 1),
+    }
+}
+
+/// After a full listing of a container: children of `kind` that the last committed run shows
+/// under `parent` and that Graph no longer listed were deleted.
+///
+/// # Errors
+/// Store failures.
+pub async fn prune_children(
+    ctx: &Ctx,
+    obj: ObjectId,
+    parent: NodeId,
+    kind: NodeKind,
+    seen: HashSet<String>,
+) -> Result<(), RunError> {
+    let Some(latest) = ctx.latest else {
+        return Ok(());
+    };
+    let repo = ctx.repo.clone();
+    let gone: Vec<NodeId> = tokio::task::spawn_blocking(move || {
+        repo.list_children(parent, latest).map(|children| {
+            children
+                .into_iter()
+                .filter(|c| c.kind == kind && c.object == obj && !seen.contains(&c.graph_id))
+                .map(|c| c.node)
+                .collect()
+        })
+    })
+    .await
+    .map_err(|e| RunError::Internal(e.to_string()))??;
+    delete_nodes(ctx, gone).await
+}
+
+/// After a full listing of a drive: every node under `root` that Graph no longer listed was deleted.
+///
+/// # Errors
+/// Store failures.
+pub async fn prune_subtree(ctx: &Ctx, root: NodeId, seen: HashSet<String>) -> Result<(), RunError> {
+    let Some(latest) = ctx.latest else {
+        return Ok(());
+    };
+    let repo = ctx.repo.clone();
+    let gone: Vec<NodeId> = tokio::task::spawn_blocking(move || {
+        let mut gone = Vec::new();
+        let mut stack = vec![root];
+        while let Some(n) = stack.pop() {
+            for c in repo.list_children(n, latest)? {
+                if !seen.contains(&c.graph_id) {
+                    gone.push(c.node);
+                }
+                stack.push(c.node);
+            }
+        }
+        Ok::<_, backhome_store::StoreError>(gone)
+    })
+    .await
+    .map_err(|e| RunError::Internal(e.to_string()))??;
+    delete_nodes(ctx, gone).await
+}
+
+async fn delete_nodes(ctx: &Ctx, nodes: Vec<NodeId>) -> Result<(), RunError> {
+    if nodes.is_empty() {
+        return Ok(());
+    }
+    let n = ctx
+        .w(move |w| {
+            let mut n = 0u64;
+            for node in nodes {
+                n += u64::from(w.delete_node(node)?);
+            }
+            Ok(n)
+        })
+        .await?;
+    Progress::add(&ctx.progress.items_deleted, n);
+    Ok(())
+}
