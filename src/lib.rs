@@ -5,6 +5,8 @@
 
 pub mod api;
 pub mod backup;
+pub mod cli;
+pub mod connect;
 pub mod paths;
 pub mod secrets;
 pub mod task;

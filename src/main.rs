@@ -3,48 +3,69 @@
 use std::net::SocketAddr;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
-
-/// Backhome for Microsoft 365.
-#[derive(Parser)]
-#[command(version, about)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Runs the service that the DSM desktop app and the portal talk to.
-    Serve {
-        /// Address to listen on (loopback only).
-        #[arg(long, default_value = "127.0.0.1:8418")]
-        listen: SocketAddr,
-    },
-    /// Starts a simulated tenant, backs it up and serves the app on localhost.
-    #[cfg(feature = "demo")]
-    Demo {
-        /// Address to listen on (loopback only).
-        #[arg(long, default_value = "127.0.0.1:8418")]
-        listen: SocketAddr,
-    },
-}
+use backhome::cli::{Cli, Command, TaskCommand, commands, data_dir};
+use clap::Parser;
 
 #[actix_web::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() {
     tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("BACKHOME_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    let code = match dispatch(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            1
+        }
+    };
+    std::process::exit(code);
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
+    let data = data_dir(cli.data_dir);
     match cli.command {
-        Command::Serve { listen } => serve(listen).await,
+        Command::Serve { listen } => serve(listen).await.map(|()| 0),
         #[cfg(feature = "demo")]
         Command::Demo { listen } => {
-            let sim = graph_sim::Simulator::start(graph_sim::SimOptions::new(graph_sim::Profile::Demo)).await?;
+            let sim =
+                graph_sim::Simulator::start(graph_sim::SimOptions::new(graph_sim::Profile::Demo))
+                    .await?;
             tracing::info!(graph = %sim.ready().graph_endpoint, "simulated tenant started");
             let result = serve(listen).await;
             sim.stop().await;
-            result
+            result.map(|()| 0)
+        }
+        Command::Task { command } => match command {
+            TaskCommand::Create(a) => commands::task_create(&data, *a).map(|()| 0),
+            TaskCommand::List => commands::task_list(&data).map(|()| 0),
+            TaskCommand::Show { name } => commands::task_show(&data, &name).map(|()| 0),
+            TaskCommand::Delete { name } => commands::task_delete(&data, &name).map(|()| 0),
+        },
+        Command::Backup { task, json } => commands::backup(&data, &task, json).await,
+        Command::Runs { task, json } => commands::runs(&data, &task, json).map(|()| 0),
+        Command::Verify { task, full } => commands::verify(&data, &task, full),
+        Command::Ls {
+            task,
+            at,
+            json,
+            recursive,
+            path,
+        } => commands::ls(
+            &data,
+            &task,
+            at.as_deref(),
+            json,
+            recursive,
+            path.as_deref(),
+        )
+        .map(|()| 0),
+        Command::Cat { task, at, path } => {
+            commands::cat(&data, &task, at.as_deref(), &path).map(|()| 0)
         }
     }
 }

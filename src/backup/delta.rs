@@ -64,9 +64,7 @@ pub struct Round<'a> {
 }
 
 impl Round<'_> {
-    /// Runs the round: `items` gets each page's new or changed items (and answers how many of them
-    /// failed; a round with failures keeps its old token so they are retried), `removed` the ids Graph
-    /// marked removed; after a full listing (first run or resync), `prune` gets every id listed.
+    /// Runs the round (see [`Round::list`]) and records the new token with the run.
     ///
     /// # Errors
     /// Run-stopping errors only; a container that fails is recorded as an item error.
@@ -76,6 +74,36 @@ impl Round<'_> {
         removed: FR,
         prune: FP,
     ) -> Result<(), RunError>
+    where
+        T: DeserializeOwned + HasId,
+        FI: Fn(Vec<T>) -> FutI,
+        FutI: Future<Output = Result<usize, RunError>>,
+        FR: Fn(Vec<String>) -> FutR,
+        FutR: Future<Output = Result<(), RunError>>,
+        FP: FnOnce(HashSet<String>) -> FutP,
+        FutP: Future<Output = Result<(), RunError>>,
+    {
+        let (ctx, obj, scope) = (self.ctx, self.object, self.scope.to_owned());
+        if let Some(link) = self.list(items, removed, prune).await? {
+            ctx.w(move |w| w.set_delta_token(obj, &scope, &link))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Lists the round: `items` gets each page's new or changed items (and answers how many of them
+    /// failed; a round with failures keeps its old token so they are retried), `removed` the ids Graph
+    /// marked removed; after a full listing (first run or resync), `prune` gets every id listed.
+    ///
+    /// # Errors
+    /// Run-stopping errors only; a container that fails is recorded as an item error.
+    /// Answers the token to record once what was listed is safely stored (`None`: keep the old one).
+    pub async fn list<T, FI, FutI, FR, FutR, FP, FutP>(
+        self,
+        items: FI,
+        removed: FR,
+        prune: FP,
+    ) -> Result<Option<String>, RunError>
     where
         T: DeserializeOwned + HasId,
         FI: Fn(Vec<T>) -> FutI,
@@ -108,7 +136,7 @@ impl Round<'_> {
                 Err(e) => {
                     self.ctx
                         .item_error(self.label, format!("could not list changes: {e}"));
-                    return Ok(());
+                    return Ok(None);
                 }
             };
             if full {
@@ -127,15 +155,9 @@ impl Round<'_> {
             }
             if failed > 0 {
                 // Keep the old token: the next run lists these changes again and retries the failures.
-                return Ok(());
+                return Ok(None);
             }
-            if let Some(link) = page.delta_link {
-                let (obj, scope) = (self.object, self.scope.to_owned());
-                self.ctx
-                    .w(move |w| w.set_delta_token(obj, &scope, &link))
-                    .await?;
-            }
-            return Ok(());
+            return Ok(page.delta_link);
         }
     }
 }

@@ -2,6 +2,7 @@
 //! Graph metadata, incrementally through per-folder delta queries.
 
 use std::collections::HashSet;
+use std::sync::Mutex;
 
 use backhome_graph::models::{MailFolder, Message};
 use backhome_graph::{Call, ErrorClass, encode_segment};
@@ -28,8 +29,13 @@ pub struct Mailbox<'a> {
     /// The `mail` root node.
     pub root: NodeId,
     /// Messages written in this run, so that a move reported as a removal from the old folder
-    /// after the new folder was handled does not delete them.
-    pub touched: std::sync::Mutex<HashSet<String>>,
+    /// does not delete them, whichever folder is handled first.
+    pub touched: Mutex<HashSet<String>>,
+    /// Removals reported by the folders' rounds, applied once every folder was listed.
+    pub removed: Mutex<Vec<String>>,
+    /// New delta tokens, recorded once the removals are applied (a kill before that replays the
+    /// rounds; unchanged messages are not downloaded again).
+    pub tokens: Mutex<Vec<(String, String)>>,
 }
 
 impl Mailbox<'_> {
@@ -77,6 +83,7 @@ impl Mailbox<'_> {
                 .activity(self.label, &format!("mail: {path}"));
             self.folder_messages(folder, node, path).await?;
         }
+        self.finish().await?;
         super::prune_children(self.ctx, self.object, self.root, NodeKind::MailFolder, seen).await?;
         Ok(true)
     }
@@ -148,12 +155,42 @@ impl Mailbox<'_> {
             label: path,
         };
         let items = |batch: Vec<Message>| self.messages(batch, node, path);
-        let removed = |ids: Vec<String>| self.removed(ids);
-        round
-            .run(items, removed, |seen| {
-                super::prune_children(self.ctx, self.object, node, NodeKind::Message, seen)
+        let removed = |ids: Vec<String>| async move {
+            if let Ok(mut r) = self.removed.lock() {
+                r.extend(ids);
+            }
+            Ok(())
+        };
+        let prune = |seen: HashSet<String>| self.prune(node, seen);
+        if let Some(link) = round.list(items, removed, prune).await?
+            && let Ok(mut t) = self.tokens.lock()
+        {
+            t.push((scope, link));
+        }
+        Ok(())
+    }
+
+    /// After a full listing of a folder: the messages the last run had there and Graph no longer
+    /// listed are removals.
+    async fn prune(&self, folder: NodeId, seen: HashSet<String>) -> Result<(), RunError> {
+        let Some(latest) = self.ctx.latest else {
+            return Ok(());
+        };
+        let repo = self.ctx.repo.clone();
+        let gone: Vec<String> = tokio::task::spawn_blocking(move || {
+            repo.list_children(folder, latest).map(|c| {
+                c.into_iter()
+                    .filter(|v| v.kind == NodeKind::Message && !seen.contains(&v.graph_id))
+                    .map(|v| v.graph_id)
+                    .collect()
             })
-            .await
+        })
+        .await
+        .map_err(|e| RunError::Internal(e.to_string()))??;
+        if let Ok(mut r) = self.removed.lock() {
+            r.extend(gone);
+        }
+        Ok(())
     }
 
     async fn messages(
@@ -240,11 +277,17 @@ impl Mailbox<'_> {
         Ok(())
     }
 
-    async fn removed(&self, ids: Vec<String>) -> Result<(), RunError> {
+    /// Applies the removals of messages not seen again elsewhere, then records the tokens.
+    async fn finish(&self) -> Result<(), RunError> {
         let obj = self.object;
+        let ids = self
+            .removed
+            .lock()
+            .map(|mut r| std::mem::take(&mut *r))
+            .unwrap_or_default();
         let ids: Vec<String> = match self.touched.lock() {
             Ok(t) => ids.into_iter().filter(|id| !t.contains(id)).collect(),
-            Err(_) => ids,
+            Err(_) => return Err(RunError::Internal("mailbox state poisoned".into())),
         };
         let deleted = self
             .ctx
@@ -262,7 +305,19 @@ impl Mailbox<'_> {
             })
             .await?;
         Progress::add(&self.ctx.progress.items_deleted, deleted);
-        Ok(())
+        let tokens = self
+            .tokens
+            .lock()
+            .map(|mut t| std::mem::take(&mut *t))
+            .unwrap_or_default();
+        self.ctx
+            .w(move |w| {
+                for (scope, link) in tokens {
+                    w.set_delta_token(obj, &scope, &link)?;
+                }
+                Ok(())
+            })
+            .await
     }
 }
 

@@ -167,6 +167,8 @@ impl Job {
                         base: base.clone(),
                         root,
                         touched: Default::default(),
+                        removed: Default::default(),
+                        tokens: Default::default(),
                     };
                     if !mb.run().await? {
                         tracing::info!(user = %upn, "no mailbox");

@@ -36,6 +36,8 @@ pub struct JsonContainer<'a> {
     pub resource: String,
     /// Graph path prefix for an item's attachments (`{prefix}/{id}/attachments`), if they are fetched.
     pub attachments: Option<String>,
+    /// Items whose `parentFolderId` is one of these belong to another container and are skipped.
+    pub skip_parents: HashSet<String>,
 }
 
 impl JsonContainer<'_> {
@@ -67,6 +69,10 @@ impl JsonContainer<'_> {
             let Some(id) = item.get("id").and_then(Value::as_str).map(str::to_owned) else {
                 continue;
             };
+            let parent = item.get("parentFolderId").and_then(Value::as_str);
+            if parent.is_some_and(|p| self.skip_parents.contains(p)) {
+                continue;
+            }
             seen.insert(id.clone());
             if let Err(e) = self.item(&id, item).await {
                 match e {
@@ -169,6 +175,7 @@ impl JsonContainer<'_> {
 }
 
 /// Lists sub-containers (calendars, contact folders) and stores them as nodes under `root`.
+#[allow(clippy::too_many_arguments)]
 async fn containers(
     ctx: &Ctx,
     obj: ObjectId,
@@ -265,6 +272,7 @@ pub async fn calendars(
             list: format!("{base}/calendars/{}/events?$top=100", encode_segment(&id)),
             resource: base.to_owned(),
             attachments: Some(format!("{base}/events")),
+            skip_parents: HashSet::new(),
         }
         .run()
         .await?;
@@ -293,12 +301,16 @@ pub async fn group_calendar(
         list: format!("{base}/events?$top=100"),
         resource: base.to_owned(),
         attachments: Some(format!("{base}/events")),
+        skip_parents: HashSet::new(),
     }
     .run()
     .await
 }
 
-/// A user's contact folders and their contacts (the default folder is listed as `Contacts`).
+/// A user's contact folders and their contacts.
+///
+/// `/contacts` lists the default folder. Graph's contactFolders lists the folders below it, but
+/// some tenants list the default folder there too: contacts of a listed folder are kept there.
 ///
 /// # Errors
 /// Run-stopping errors only.
@@ -311,11 +323,12 @@ pub async fn contacts(
 ) -> Result<(), RunError> {
     ctx.progress.activity(upn, "contacts");
     let label = format!("/users/{upn}/contacts");
-    let Some(mut folders) = containers(
+    let url = format!("{base}/contactFolders?$top=100");
+    let Some(folders) = containers(
         ctx,
         obj,
         &label,
-        format!("{base}/contactFolders?$top=100"),
+        url,
         base,
         root,
         NodeKind::ContactFolder,
@@ -325,16 +338,24 @@ pub async fn contacts(
     else {
         return Ok(());
     };
-    // The default contacts folder is not among contactFolders: store it as a folder of its own.
-    let gid = DEFAULT_CONTACTS.to_owned();
+    let listed: HashSet<String> = folders.iter().map(|(id, _, _)| id.clone()).collect();
+    let taken = folders
+        .iter()
+        .any(|(_, _, n)| n.eq_ignore_ascii_case("Contacts"));
+    let default_name = if taken {
+        "Contacts (default)"
+    } else {
+        "Contacts"
+    };
+    let dname = default_name.to_owned();
     let node = ctx
         .w(move |w| {
-            let node = w.node(obj, &gid, NodeKind::ContactFolder)?;
+            let node = w.node(obj, DEFAULT_CONTACTS, NodeKind::ContactFolder)?;
             w.put_version(
                 node,
                 &NewVersion {
                     parent: Some(root),
-                    name: "Contacts".into(),
+                    name: dname,
                     ..NewVersion::default()
                 },
             )?;
@@ -344,19 +365,17 @@ pub async fn contacts(
     let mut lists = vec![(
         format!("{base}/contacts?$top=100"),
         node,
-        "Contacts".to_owned(),
+        default_name.to_owned(),
+        listed,
     )];
-    lists.extend(folders.drain(..).map(|(id, node, name)| {
-        (
-            format!(
-                "{base}/contactFolders/{}/contacts?$top=100",
-                encode_segment(&id)
-            ),
-            node,
-            name,
-        )
-    }));
-    for (list, node, name) in lists {
+    for (id, node, name) in folders {
+        let list = format!(
+            "{base}/contactFolders/{}/contacts?$top=100",
+            encode_segment(&id)
+        );
+        lists.push((list, node, name, HashSet::new()));
+    }
+    for (list, node, name, skip_parents) in lists {
         JsonContainer {
             ctx,
             object: obj,
@@ -366,6 +385,7 @@ pub async fn contacts(
             list,
             resource: base.to_owned(),
             attachments: None,
+            skip_parents,
         }
         .run()
         .await?;
