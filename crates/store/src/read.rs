@@ -17,7 +17,9 @@ use crate::repo::Repository;
 
 const VERSION_COLS: &str =
     "v.id, v.node, n.object, n.graph_id, n.kind, v.parent, v.name, v.content,
-    v.size, v.modified, v.version_tag, v.metadata, v.first_run, v.last_run, c.hash";
+    v.size, v.modified, v.version_tag, v.metadata, v.first_run, v.last_run,
+    coalesce(c.hash, (SELECT b.hash FROM content_chunks cc JOIN blobs b ON b.id = cc.blob
+                      WHERE cc.content = c.id AND cc.seq = 0))";
 const VERSION_FROM: &str =
     "node_versions v JOIN nodes n ON n.id = v.node LEFT JOIN contents c ON c.id = v.content";
 const VISIBLE_AT: &str = "v.first_run <= ?1 AND (v.last_run IS NULL OR v.last_run >= ?1)";

@@ -53,7 +53,7 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX blobs_pack ON blobs(pack);
     CREATE TABLE contents(
         id INTEGER PRIMARY KEY,
-        hash BLOB NOT NULL,
+        hash BLOB,
         size INTEGER NOT NULL,
         created_run INTEGER NOT NULL
     );

@@ -317,7 +317,9 @@ impl RunWriter {
             .conn
             .prepare_cached(
                 "SELECT c.id FROM content_chunks cc JOIN contents c ON c.id = cc.content
-                 WHERE cc.blob = ?1 AND cc.seq = 0 AND c.size = ?2 AND c.hash = ?3 LIMIT 1",
+                 JOIN blobs b ON b.id = cc.blob
+                 WHERE cc.blob = ?1 AND cc.seq = 0 AND c.size = ?2
+                     AND coalesce(c.hash, b.hash) = ?3 LIMIT 1",
             )
             .and_then(|mut s| {
                 s.query_row(params![blobs.first(), size as i64, &hash.0[..]], |r| {
@@ -343,7 +345,9 @@ impl RunWriter {
                 "INSERT INTO contents(hash, size, created_run) VALUES (?1, ?2, ?3) RETURNING id",
             )
             .and_then(|mut s| {
-                s.query_row(params![&hash.0[..], size as i64, self.run.0], |r| r.get(0))
+                // A one-blob content's hash is its blob's id: not stored twice.
+                let stored_hash = (blobs.len() != 1).then_some(&hash.0[..]);
+                s.query_row(params![stored_hash, size as i64, self.run.0], |r| r.get(0))
             })
             .ctx("recording a content")?;
         {

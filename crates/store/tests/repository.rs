@@ -106,6 +106,16 @@ fn suite(base: &Path, expect_snapshots: bool) {
     let hits = repo.search("quarterly", RunId(1), Some(ann), 10).unwrap();
     assert_eq!(hits.len(), 1);
     assert_eq!(hits[0].version.node, m4);
+    // Content hashes read back equal BLAKE3 of the stream, for one-blob and chunked contents.
+    assert_eq!(hits[0].version.content.unwrap().hash, c.content.hash);
+    assert_eq!(
+        c.content.hash.0,
+        *blake3::hash(b"quarterly numbers attached").as_bytes()
+    );
+    assert_eq!(
+        report.content.unwrap().hash.0,
+        *blake3::hash(&big).as_bytes()
+    );
 
     // Run 2: change m1, delete m3, move m2 into a new folder, leave m4.
     let mut run = repo.begin_run().unwrap();
