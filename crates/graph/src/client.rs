@@ -201,8 +201,20 @@ impl Client {
     }
 
     /// Sends a request and parses the JSON answer; malformed JSON is asked for again.
+    /// An empty answer (`204 No Content`) parses as JSON `null` (so `()` or `Option<T>` work).
     pub async fn json<T: DeserializeOwned>(&self, call: Call) -> Result<T, Error> {
-        self.run(&call, &[], |_, _, body| parse_json(&body)).await
+        self.run(&call, &[], |status, _, body| {
+            if status == 204 || body.is_empty() {
+                return T::deserialize(serde_json::Value::Null).map_err(|e| {
+                    BodyFail::Fatal(Error::Malformed {
+                        what: "response".into(),
+                        detail: format!("empty answer (HTTP {status}): {e}"),
+                    })
+                });
+            }
+            parse_json(&body)
+        })
+        .await
     }
 
     /// `GET path` parsed as JSON, counted against `resource` if given.

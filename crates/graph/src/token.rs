@@ -340,13 +340,19 @@ pub(crate) fn map_entra_error(
         .and_then(Value::as_array)
         .map(|a| a.iter().filter_map(Value::as_u64).collect())
         .unwrap_or_default();
-    let description = json
-        .get("error_description")
-        .and_then(Value::as_str)
-        .and_then(|d| d.lines().next())
-        .unwrap_or("")
-        .trim()
-        .to_owned();
+    let description = match json.get("error_description").and_then(Value::as_str) {
+        Some(d) => d.lines().next().unwrap_or("").trim().to_owned(),
+        // Not Entra's JSON: probably a wrong login endpoint.
+        None if !json.is_object() => format!(
+            "(not an answer of the Microsoft sign-in service; check the login endpoint: {})",
+            String::from_utf8_lossy(body)
+                .chars()
+                .take(120)
+                .collect::<String>()
+                .trim()
+        ),
+        None => String::new(),
+    };
     let known = codes.iter().find_map(|&code| {
         Some(match code {
             700016 => AuthError::AppNotFound {

@@ -506,3 +506,35 @@ async fn mailbox_and_drive_probes() {
     );
     assert!(client.user_drive("unlicensed").await.unwrap().is_none());
 }
+
+#[tokio::test]
+async fn empty_answers_parse_as_null() {
+    let server = graph_server(|_, req| {
+        if req.method == "DELETE" {
+            Reply::status(204)
+        } else {
+            Reply::raw(200, "")
+        }
+    })
+    .await;
+    let client = client(&server);
+    client
+        .json::<()>(Call::delete("/users/u1/messages/m1"))
+        .await
+        .unwrap();
+    let v: Option<Value> = client
+        .json(Call::get("/users/u1/messages/m2"))
+        .await
+        .unwrap();
+    assert_eq!(v, None);
+    let e = client
+        .json::<User>(Call::delete("/users/u1/messages/m3"))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Malformed { .. }), "{e:?}");
+    assert_eq!(
+        server.matching("/m3").len(),
+        1,
+        "an intentional empty answer is not re-requested"
+    );
+}
