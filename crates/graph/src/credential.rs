@@ -105,7 +105,20 @@ impl Credential {
     }
 
     /// As [`Credential::from_pkcs12_der`], without the validity-date check.
+    /// A password read from a file often ends with a line break: if the password as given is
+    /// wrong, it is tried once more without trailing line breaks.
     pub fn from_pkcs12_der_unchecked(der: &[u8], password: &str) -> Result<Self, CredentialError> {
+        match Self::parse_pkcs12(der, password) {
+            Err(CredentialError::WrongPassword)
+                if password.trim_end_matches(['\r', '\n']) != password =>
+            {
+                Self::parse_pkcs12(der, password.trim_end_matches(['\r', '\n']))
+            }
+            other => other,
+        }
+    }
+
+    fn parse_pkcs12(der: &[u8], password: &str) -> Result<Self, CredentialError> {
         let _ = legacy_provider();
         let p12 = Pkcs12::from_der(der).map_err(|_| CredentialError::NotPkcs12)?;
         let parsed = p12.parse2(password).map_err(|e| {

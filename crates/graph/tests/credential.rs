@@ -137,6 +137,8 @@ fn crate_pfx(days_from: i64, days_to: i64) -> Vec<u8> {
 fn validity_dates_are_checked() {
     let ok = Credential::from_pkcs12_der(&crate_pfx(-1, 30), PASSWORD).unwrap();
     assert!(ok.not_after() > ok.not_before());
+    // A password file's trailing line break is forgiven.
+    Credential::from_pkcs12_der(&crate_pfx(-1, 30), &format!("{PASSWORD}\r\n")).unwrap();
 
     let e = Credential::from_pkcs12_der(&crate_pfx(-30, -2), PASSWORD).unwrap_err();
     assert!(matches!(e, CredentialError::Expired { .. }), "{e:?}");
