@@ -93,3 +93,27 @@ pub use retry::{RetryPolicy, parse_retry_after};
 pub use stats::ClientStats;
 pub use token::{TokenInfo, client_assertion, token_roles};
 pub use upload::{ConflictBehavior, FileSource, UploadOptions, UploadSource};
+
+#[cfg(test)]
+mod send_check {
+    //! The client's futures and streams can be spawned on a multi-threaded runtime.
+    use super::*;
+
+    fn is_send<T: Send>(_: &T) {}
+
+    #[test]
+    fn futures_are_send() {
+        fn check(c: &Client) {
+            is_send(&c.json::<serde_json::Value>(Call::get("/users")));
+            is_send(&c.page::<models::User>(Call::get("/users")));
+            is_send(&c.delta_page::<models::Message>(Call::get("/x/delta")));
+            is_send(&c.items::<models::User>(Call::get("/users")));
+            is_send(&c.download(Call::get("/drives/d/items/i/content")));
+            is_send(&c.batch(Vec::new(), None));
+            is_send(&c.has_mailbox("u"));
+            let source = bytes::Bytes::new();
+            is_send(&c.upload("d", "p", "n", &source, &UploadOptions::default()));
+        }
+        let _ = check;
+    }
+}
