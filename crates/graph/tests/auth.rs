@@ -134,8 +134,8 @@ async fn single_flight_and_refresh_before_expiry() {
             if is_token(&req) {
                 tokens.fetch_add(1, Ordering::SeqCst);
                 tokio::time::sleep(Duration::from_millis(100)).await;
-                // A short lifetime: the refresh margin is capped at half of it (1 s).
-                token_reply(&["User.Read.All"], 2)
+                // A short lifetime: the refresh margin is capped at half of it (2 s).
+                token_reply(&["User.Read.All"], 4)
             } else {
                 users_page()
             }
@@ -158,7 +158,7 @@ async fn single_flight_and_refresh_before_expiry() {
         1,
         "concurrent callers share one token request"
     );
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    tokio::time::sleep(Duration::from_millis(2200)).await;
     client.get_json::<Value>("/users", None).await.unwrap();
     assert_eq!(
         tokens.load(Ordering::SeqCst),

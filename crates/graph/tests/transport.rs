@@ -391,7 +391,7 @@ async fn concurrency_never_exceeds_the_per_resource_limit() {
             }
             let t = tn.fetch_add(1, Ordering::SeqCst) + 1;
             tp.fetch_max(t, Ordering::SeqCst);
-            tokio::time::sleep(Duration::from_millis(25)).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
             tn.fetch_sub(1, Ordering::SeqCst);
             *current.lock().unwrap().get_mut(&mailbox).unwrap() -= 1;
             Reply::json(200, &json!({"value": []}))
