@@ -135,8 +135,8 @@ pub struct StoredContent {
     pub content: ContentRef,
     /// Whether the whole content already existed.
     pub deduplicated: bool,
-    /// Bytes appended to packs for it (after compression and encryption).
-    pub new_stored_bytes: u64,
+    /// Plain bytes of its blobs that were not stored before (0 when fully deduplicated).
+    pub new_bytes: u64,
 }
 
 /// Text indexed for full-text search with a version.

@@ -13,17 +13,16 @@ use std::time::{Duration, Instant};
 use rusqlite::{Connection, OptionalExtension, params};
 use time::OffsetDateTime;
 
-use crate::chunker::Chunker;
-use crate::crypto::Codec;
 use crate::error::{DbContext, Result, StoreError};
-use crate::id::{BlobId, ContentId, NodeId, ObjectId, RunId, VersionId};
+use crate::id::{BlobId, NodeId, ObjectId, RunId, VersionId};
 use crate::model::{
-    ContentRef, CurrentVersion, NewVersion, NodeKind, ObjectInfo, StoredContent, VersionOutcome,
-    to_unix,
+    CurrentVersion, NewVersion, NodeKind, ObjectInfo, StoredContent, VersionOutcome, to_unix,
 };
 use crate::pack::PackWriter;
 use crate::repo::Repository;
 use crate::snapshot::SnapshotState;
+
+mod ingest;
 
 /// Target size of a pack file.
 const PACK_TARGET: u64 = 12 * 1024 * 1024;
@@ -89,6 +88,9 @@ pub struct RunWriter {
     stats: WriteStats,
     broken: bool,
     chunk_buf: Vec<u8>,
+    sealer: ingest::Sealer,
+    /// Content chunks whose blob is still being sealed: (content, seq, blob).
+    deferred: Vec<(i64, i64, BlobId)>,
 }
 
 impl std::fmt::Debug for RunWriter {
@@ -158,6 +160,8 @@ impl Repository {
             stats: WriteStats::default(),
             broken: false,
             chunk_buf: Vec::new(),
+            sealer: ingest::Sealer::new(self.inner.codec.clone()),
+            deferred: Vec::new(),
         })
     }
 }
@@ -266,111 +270,6 @@ impl RunWriter {
     /// Stores a content held in memory.
     pub fn put_bytes(&mut self, data: &[u8]) -> Result<StoredContent> {
         self.put_content(data)
-    }
-
-    fn put_content_inner(&mut self, reader: impl Read) -> Result<StoredContent> {
-        let codec = self.repo.inner.codec.clone();
-        let buf = std::mem::take(&mut self.chunk_buf);
-        let mut chunker = Chunker::with_buffer(reader, self.repo.chunk_params(), buf);
-        let mut hasher = codec.hasher();
-        let mut blobs = Vec::new();
-        let mut size = 0u64;
-        let mut new_stored = 0u64;
-        loop {
-            let chunk = match chunker.next_chunk() {
-                Ok(Some(c)) => c,
-                Ok(None) => break,
-                Err(source) => return Err(StoreError::Source { source }),
-            };
-            hasher.update(chunk);
-            size += chunk.len() as u64;
-            let id = codec.blob_id(chunk);
-            let (row, stored) = store_blob(
-                &self.conn,
-                &codec,
-                &mut self.pack,
-                &self.repo,
-                self.run,
-                &id,
-                chunk,
-            )?;
-            new_stored += stored;
-            if stored > 0 {
-                self.stats.blobs_new += 1;
-            } else {
-                self.stats.blobs_dedup += 1;
-            }
-            blobs.push(row);
-            if self
-                .pack
-                .as_ref()
-                .is_some_and(|(p, _)| p.size() >= PACK_TARGET)
-            {
-                self.checkpoint()?;
-            }
-        }
-        self.chunk_buf = chunker.into_buffer();
-        self.stats.bytes_in += size;
-        self.stats.bytes_stored += new_stored;
-        let hash = Codec::content_hash(&hasher);
-        let existing: Option<i64> = self
-            .conn
-            .prepare_cached(
-                "SELECT c.id FROM content_chunks cc JOIN contents c ON c.id = cc.content
-                 JOIN blobs b ON b.id = cc.blob
-                 WHERE cc.blob = ?1 AND cc.seq = 0 AND c.size = ?2
-                     AND coalesce(c.hash, b.hash) = ?3 LIMIT 1",
-            )
-            .and_then(|mut s| {
-                s.query_row(params![blobs.first(), size as i64, &hash.0[..]], |r| {
-                    r.get(0)
-                })
-                .optional()
-            })
-            .ctx("looking up a content")?;
-        if let Some(id) = existing {
-            return Ok(StoredContent {
-                content: ContentRef {
-                    id: ContentId(id),
-                    size,
-                    hash,
-                },
-                deduplicated: true,
-                new_stored_bytes: new_stored,
-            });
-        }
-        let id: i64 = self
-            .conn
-            .prepare_cached(
-                "INSERT INTO contents(hash, size, created_run) VALUES (?1, ?2, ?3) RETURNING id",
-            )
-            .and_then(|mut s| {
-                // A one-blob content's hash is its blob's id: not stored twice.
-                let stored_hash = (blobs.len() != 1).then_some(&hash.0[..]);
-                s.query_row(params![stored_hash, size as i64, self.run.0], |r| r.get(0))
-            })
-            .ctx("recording a content")?;
-        {
-            let mut st = self
-                .conn
-                .prepare_cached(
-                    "INSERT INTO content_chunks(content, seq, blob) VALUES (?1, ?2, ?3)",
-                )
-                .ctx("recording content chunks")?;
-            for (i, b) in blobs.iter().enumerate() {
-                st.execute(params![id, i as i64, b])
-                    .ctx("recording content chunks")?;
-            }
-        }
-        Ok(StoredContent {
-            content: ContentRef {
-                id: ContentId(id),
-                size,
-                hash,
-            },
-            deduplicated: false,
-            new_stored_bytes: new_stored,
-        })
     }
 
     /// Records a version of `node`: creates it, or closes the open version and creates a new one
@@ -647,6 +546,7 @@ impl RunWriter {
     }
 
     fn checkpoint_inner(&mut self) -> Result<()> {
+        self.drain()?;
         if let Some((p, row)) = self.pack.take() {
             let (_, size, entries) = p.finish()?;
             self.conn
@@ -687,6 +587,7 @@ impl RunWriter {
     }
 
     fn commit_inner(&mut self, counters: &serde_json::Value) -> Result<RunId> {
+        self.drain()?;
         if let Some((p, row)) = self.pack.take() {
             let (_, size, entries) = p.finish()?;
             self.conn
@@ -761,60 +662,3 @@ type OpenRow = (
     Option<String>,
     i64,
 );
-
-/// Stores one blob unless it exists; returns its row and the bytes appended (0 when deduplicated).
-fn store_blob(
-    conn: &Connection,
-    codec: &Codec,
-    pack: &mut Option<(PackWriter, i64)>,
-    repo: &Repository,
-    run: RunId,
-    id: &BlobId,
-    raw: &[u8],
-) -> Result<(i64, u64)> {
-    let existing: Option<i64> = conn
-        .prepare_cached("SELECT id FROM blobs WHERE hash = ?1")
-        .and_then(|mut s| s.query_row([&id.0[..]], |r| r.get(0)).optional())
-        .ctx("looking up a blob")?;
-    if let Some(row) = existing {
-        return Ok((row, 0));
-    }
-    let sealed = codec.seal(id, raw)?;
-    if pack.is_none() {
-        let w = PackWriter::create(repo.root())?;
-        let row: i64 = conn
-            .query_row(
-                "INSERT INTO packs(name, size, blob_count, created_run) VALUES (?1, 0, 0, ?2) RETURNING id",
-                params![&w.id().0[..], run.0],
-                |r| r.get(0),
-            )
-            .ctx("recording a pack")?;
-        *pack = Some((w, row));
-    }
-    let Some((w, prow)) = pack.as_mut() else {
-        return Err(StoreError::Invalid("no open pack".into()));
-    };
-    let raw_len =
-        u32::try_from(raw.len()).map_err(|_| StoreError::Invalid("chunk too large".into()))?;
-    let offset = w.add(id, sealed.flags, raw_len, &sealed.bytes)?;
-    let row: i64 = conn
-        .prepare_cached(
-            "INSERT INTO blobs(hash, pack, offset, length, raw_length, flags)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
-        )
-        .and_then(|mut s| {
-            s.query_row(
-                params![
-                    &id.0[..],
-                    *prow,
-                    offset as i64,
-                    sealed.bytes.len() as i64,
-                    raw.len() as i64,
-                    sealed.flags
-                ],
-                |r| r.get(0),
-            )
-        })
-        .ctx("recording a blob")?;
-    Ok((row, sealed.bytes.len() as u64 + crate::pack::BLOB_HEADER))
-}

@@ -624,3 +624,55 @@ fn a_broken_source_stream_or_bad_name_does_not_stop_the_run() {
     assert_eq!(repo.list_children(f, RunId(1)).unwrap().len(), 1);
     assert!(repo.verify(VerifyMode::Full).unwrap().is_ok());
 }
+
+#[test]
+fn identical_items_in_quick_succession_share_one_blob() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = Repository::create(dir.path().join("r"), &CreateOptions::default()).unwrap();
+    let mut run = repo.begin_run().unwrap();
+    let ann = user(&mut run, "ann");
+    let f = folder(&mut run, ann, "f", None, "F");
+    let data = text(30_000, 5);
+    for i in 0..6 {
+        item(
+            &mut run,
+            ann,
+            &format!("m{i}"),
+            f,
+            &format!("M{i}"),
+            &data,
+            "t",
+        );
+        item(
+            &mut run,
+            ann,
+            &format!("u{i}"),
+            f,
+            &format!("U{i}"),
+            &text(10_000, 2 * i + 101),
+            "t",
+        );
+    }
+    run.commit(&serde_json::json!({})).unwrap();
+    let stats = repo.runs().unwrap();
+    assert_eq!(stats.len(), 1);
+    let kids = repo.list_children(f, RunId(1)).unwrap();
+    assert_eq!(kids.len(), 12);
+    for k in &kids {
+        let expected = if k.name.starts_with('M') {
+            data.clone()
+        } else {
+            text(10_000, 2 * k.name[1..].parse::<u64>().unwrap() + 101)
+        };
+        assert_eq!(
+            read_all(&repo, k.content.unwrap().id),
+            expected,
+            "{}",
+            k.name
+        );
+    }
+    let v = repo.verify(VerifyMode::Full).unwrap();
+    assert!(v.is_ok());
+    // 1 shared + 6 unique + empty folder contents: the shared data is one blob.
+    assert_eq!(v.blobs_checked, 7, "{v:?}");
+}
