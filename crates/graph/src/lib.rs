@@ -116,4 +116,14 @@ mod send_check {
         }
         let _ = check;
     }
+
+    #[test]
+    fn errors_work_with_anyhow_style_handlers() {
+        fn bounds<T: std::error::Error + Send + Sync + 'static>() {}
+        bounds::<Error>();
+        bounds::<GraphError>();
+        fn shared<T: Send + Sync + Clone + 'static>() {}
+        shared::<Client>();
+        shared::<Credential>();
+    }
 }
