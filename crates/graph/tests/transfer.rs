@@ -462,3 +462,79 @@ async fn stalled_bodies_and_slow_answers_time_out_and_recover() {
     );
     assert_eq!(host.requests()[1].header("range"), Some("bytes=30000-"));
 }
+
+#[tokio::test]
+async fn expired_download_url_is_renewed_through_graph() {
+    let data = content(80_000);
+    let d2 = data.clone();
+    let host = serve(move |req| {
+        let data = d2.clone();
+        async move {
+            let from: usize = req
+                .header("range")
+                .and_then(|r| r.strip_prefix("bytes="))
+                .and_then(|r| r.trim_end_matches('-').parse().ok())
+                .unwrap_or(0);
+            if req.target.starts_with("/old") {
+                if from == 0 {
+                    return Reply::Truncated {
+                        status: 200,
+                        headers: vec![],
+                        body: data,
+                        send: 25_000,
+                    };
+                }
+                // The pre-authenticated URL expired meanwhile.
+                return Reply::json(
+                    401,
+                    &json!({"error": {"code": "unauthenticated", "message": "expired"}}),
+                );
+            }
+            let total = data.len();
+            Reply::raw(206, data[from..].to_vec()).header(
+                "Content-Range",
+                &format!("bytes {from}-{}/{total}", total - 1),
+            )
+        }
+    })
+    .await;
+    let base = host.base.clone();
+    let n = Arc::new(AtomicUsize::new(0));
+    let graph = serve(move |req| {
+        let base = base.clone();
+        let n = n.clone();
+        async move {
+            if is_token(&req) {
+                return token_reply(&["Files.Read.All"], 3600);
+            }
+            let path = if n.fetch_add(1, Ordering::SeqCst) == 0 {
+                "old"
+            } else {
+                "fresh"
+            };
+            Reply::status(302).header("Location", &format!("{base}/{path}?tempauth=t"))
+        }
+    })
+    .await;
+    let got = client(&graph)
+        .download(Call::get("/drives/d/items/i/content"))
+        .await
+        .unwrap()
+        .into_bytes()
+        .await
+        .unwrap();
+    assert!(got == data);
+    assert_eq!(
+        graph.matching("/content").len(),
+        2,
+        "a fresh URL was asked for"
+    );
+    let fresh = host.matching("/fresh");
+    assert_eq!(fresh.len(), 1);
+    assert!(fresh[0].header("range").is_some_and(|r| r != "bytes=0-"));
+    assert!(
+        host.requests()
+            .iter()
+            .all(|r| r.header("authorization").is_none())
+    );
+}
