@@ -179,7 +179,8 @@ impl RunWriter {
         self.resumed
     }
 
-    /// What the writer stored so far.
+    /// What the writer stored so far (blobs still being sealed count once they are written;
+    /// after a checkpoint or a content of several chunks the figures are exact).
     #[must_use]
     pub fn stats(&self) -> WriteStats {
         self.stats
