@@ -348,6 +348,27 @@ impl Repository {
         }
     }
 
+    /// Writes a consistent copy of the catalog to `dest` (SQLite `VACUUM INTO`) while the
+    /// repository stays in use: the catalog is what makes the packs meaningful, so the service
+    /// can keep a copy of it on another volume after each run.
+    pub fn export_catalog(&self, dest: impl AsRef<Path>) -> Result<()> {
+        let dest = dest.as_ref();
+        if dest.exists() {
+            return Err(StoreError::AlreadyExists {
+                path: dest.to_path_buf(),
+            });
+        }
+        let d = dest
+            .to_str()
+            .ok_or_else(|| StoreError::Invalid("the destination path is not UTF-8".into()))?;
+        self.with_conn(|c| {
+            c.execute("VACUUM INTO ?1", [d])
+                .map_err(|e| StoreError::db("exporting the catalog", e))
+        })
+        .map(|_| ())
+        .map_err(|e| self.refine(e))
+    }
+
     /// Refines an error seen while writing: SQLite reports some ENOSPC failures as generic I/O
     /// errors (for example when it cannot grow its shared-memory file); when the volume is
     /// (nearly) full, such an error is [`StoreError::VolumeFull`].

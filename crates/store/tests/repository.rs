@@ -241,6 +241,16 @@ fn suite(base: &Path, expect_snapshots: bool) {
     let v = repo.verify(VerifyMode::Full).unwrap();
     assert!(v.is_ok(), "{v:?}");
 
+    // A copy of the catalog opens as a repository next to the same packs.
+    let copy = base.join("copy");
+    std::fs::create_dir(&copy).unwrap();
+    repo.export_catalog(copy.join("catalog.db")).unwrap();
+    assert!(repo.export_catalog(copy.join("catalog.db")).is_err());
+    std::fs::copy(base.join("repo/config.json"), copy.join("config.json")).unwrap();
+    let c = Repository::open_read_only(&copy, None).unwrap();
+    assert_eq!(c.latest_run().unwrap(), Some(RunId(4)));
+    assert_eq!(c.list_children(inbox, RunId(4)).unwrap().len(), 2);
+
     // Reopen from disk.
     drop(repo);
     let repo = Repository::open(base.join("repo"), None).unwrap();
