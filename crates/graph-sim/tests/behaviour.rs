@@ -386,3 +386,88 @@ async fn snapshot_counters_and_determinism() {
         h.sim.stop().await;
     }
 }
+
+#[tokio::test]
+async fn malformed_requests_get_errors_not_crashes() {
+    let h = common::start(Profile::Tiny).await;
+    let upn = h.first_user().await;
+    let (_, d) = h.get(&format!("/users/{upn}/drive")).await;
+    let d = d["id"].as_str().unwrap().to_string();
+    let paths = [
+        "/".to_string(),
+        "/users/".to_string(),
+        "/users/nobody@nowhere".to_string(),
+        format!("/users/{upn}/mailFolders/AAMkAAAA/messages"),
+        format!("/users/{upn}/messages/%ZZ"),
+        format!("/users/{upn}/messages/AAMkA==/attachments/xyz/$value"),
+        format!("/users/{upn}/mailFolders/inbox/messages/delta?$deltatoken=garbage"),
+        format!("/users/{upn}/mailFolders/inbox/messages/delta?$skiptoken=eyJ9"),
+        format!("/users/{upn}/calendarView/delta?startDateTime=x&endDateTime=y"),
+        format!("/users/{upn}/events/0/attachments/1/$value"),
+        format!("/drives/{d}/items/01ZZZZ/children"),
+        format!("/drives/{d}/root:/a/b/c:/content"),
+        format!("/drives/{d}/root:/:/content"),
+        format!("/drives/{d}/root/delta?token=%00"),
+        format!("/drives/{d}/items/root/versions/x/content"),
+        "/drives/b!AAAA/root".to_string(),
+        "/teams/00000000-0000-0000-0000-000000000000/channels".to_string(),
+        "/groups/xyz/team/channels/19:x@thread.tacv2/messages/1/replies".to_string(),
+        "/sites/a,b,c/drives".to_string(),
+        "/users?$top=-5".to_string(),
+        "/users?$top=abc&$skiptoken=%%%".to_string(),
+    ];
+    for p in &paths {
+        let (s, _) = h.get(p).await;
+        assert!((200..500).contains(&s), "{p}: {s}");
+    }
+    for (m, p, body) in [
+        (
+            reqwest::Method::POST,
+            format!("/users/{upn}/mailFolders"),
+            "not json",
+        ),
+        (
+            reqwest::Method::PATCH,
+            format!("/users/{upn}/messages/abc"),
+            "{}",
+        ),
+        (
+            reqwest::Method::POST,
+            "/$batch".to_string(),
+            "{\"requests\": 5}",
+        ),
+        (
+            reqwest::Method::POST,
+            "/$batch".to_string(),
+            "{\"requests\": [{\"id\": \"1\", \"method\": \"GET\", \"url\": \"/users\", \"dependsOn\": [\"9\"]}]}",
+        ),
+        (
+            reqwest::Method::PUT,
+            format!("/drives/{d}/items/root:/a%2Fb:/content"),
+            "x",
+        ),
+        (
+            reqwest::Method::POST,
+            format!("/users/{upn}/calendar/events"),
+            "{\"subject\": 1}",
+        ),
+    ] {
+        let r = h
+            .http
+            .request(m, h.url(&p))
+            .bearer_auth(&h.token)
+            .header("Content-Type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            (400..500).contains(&r.status().as_u16()),
+            "{p}: {}",
+            r.status()
+        );
+    }
+    // The server is still healthy.
+    assert_eq!(h.get("/users").await.0, 200);
+    h.sim.stop().await;
+}
