@@ -234,10 +234,56 @@ pub fn route(state: &SimState, req: &GraphRequest, idx: u32, rest: &[&str]) -> G
         return crate::mail::no_mailbox();
     };
     let owner = crate::mail::owner(state, idx);
+    let base = format!("{}/users/{}", state.graph(), owner.address);
+    route_cell(state, req, &cell, &owner, &base, rest)
+}
+
+/// `/groups/{id}/calendar|events|calendarView…`: the group mailbox's calendar.
+pub fn group_route(
+    state: &SimState,
+    req: &GraphRequest,
+    group: &str,
+    rest: &[&str],
+) -> GraphResponse {
+    let found = {
+        let dir = state.tenant.dir.read();
+        dir.groups
+            .iter()
+            .find(|g| !g.deleted && g.id.to_string() == group.to_lowercase())
+            .map(|g| {
+                (
+                    g.mailbox.clone(),
+                    Person {
+                        name: g.display_name.clone(),
+                        address: format!("{}@{}", g.nickname, state.tenant.domain),
+                    },
+                    g.id,
+                )
+            })
+    };
+    let Some((cell, owner, id)) = found else {
+        return GraphResponse::resource_not_found(group);
+    };
+    let head = rest.first().map(|s| s.to_lowercase()).unwrap_or_default();
+    if !["calendar", "events", "calendarview"].contains(&head.as_str()) {
+        return GraphResponse::bad_url(rest.first().copied().unwrap_or(group));
+    }
+    let base = format!("{}/groups/{id}", state.graph());
+    route_cell(state, req, &cell, &owner, &base, rest)
+}
+
+fn route_cell(
+    state: &SimState,
+    req: &GraphRequest,
+    cell: &MailboxCell,
+    owner: &Person,
+    base: &str,
+    rest: &[&str],
+) -> GraphResponse {
+    let (cell, owner) = (cell, owner.clone());
     let lower: Vec<String> = rest.iter().map(|s| s.to_lowercase()).collect();
     let l: Vec<&str> = lower.iter().map(String::as_str).collect();
     let graph = state.graph();
-    let base = format!("{graph}/users/{}", owner.address);
     match (req.method, l.as_slice()) {
         (Method::Get, ["calendars"]) => state.tenant.with_mailbox(&cell, |mb| {
             let items = mb

@@ -119,6 +119,20 @@ fn classify(state: &SimState, req: &GraphRequest, segs: &[String]) -> Class {
             mailbox: None,
             area: Some(Area::Users),
         },
+        ["groups", g, area, ..]
+            if ["calendar", "events", "calendarview"].contains(&area.to_lowercase().as_str()) =>
+        {
+            let mb = state
+                .tenant
+                .find_group(g)
+                .map(|i| crate::tenant::GROUP_MAILBOX_BASE + i);
+            Class {
+                kind: "calendar",
+                scope: mb.map_or(Scope::None, Scope::Mailbox),
+                mailbox: mb,
+                area: Some(Area::Calendars),
+            }
+        }
         ["groups", _, "team", ..] | ["teams", ..] => {
             let area = if s.contains(&"messages") || s.contains(&"replies") {
                 if write {
@@ -330,6 +344,13 @@ fn dispatch(state: &SimState, req: &GraphRequest, segs: &[String]) -> GraphRespo
             None => GraphResponse::item_not_found(),
         },
         ["groups", g, "team", rest @ ..] => crate::teams::group_team(state, req, g, rest),
+        ["groups", g, rest @ ..]
+            if !rest.is_empty()
+                && ["calendar", "events", "calendarview"]
+                    .contains(&rest[0].to_lowercase().as_str()) =>
+        {
+            crate::calendar::group_route(state, req, g, rest)
+        }
         ["groups" | "sites", owner, "drive", rest @ ..] => {
             let drive = {
                 let dir = state.tenant.dir.read();

@@ -109,6 +109,38 @@ pub fn snapshot(state: &SimState, scope: &Scope) -> Value {
             );
         });
     }
+    if scope.user.is_none() && scope.drive.is_none() {
+        let groups: Vec<(
+            std::sync::Arc<crate::tenant::MailboxCell>,
+            crate::content::Person,
+        )> = {
+            let dir = t.dir.read();
+            dir.groups
+                .iter()
+                .filter(|g| !g.deleted)
+                .map(|g| {
+                    (
+                        g.mailbox.clone(),
+                        crate::content::Person {
+                            name: g.display_name.clone(),
+                            address: format!("{}@{}", g.nickname, t.domain),
+                        },
+                    )
+                })
+                .collect()
+        };
+        for (cell, owner) in groups {
+            t.with_mailbox(&cell, |mb| {
+                let (ev, _) = crate::calendar::snapshot_items(state, mb, &owner);
+                events.insert(
+                    owner.address.clone(),
+                    ev.into_iter()
+                        .map(|(id, v)| (id, hex(blake3::hash(v.to_string().as_bytes()))))
+                        .collect::<BTreeMap<_, _>>(),
+                );
+            });
+        }
+    }
     let mut drives = BTreeMap::new();
     let drive_list: Vec<(u32, String)> = t
         .dir

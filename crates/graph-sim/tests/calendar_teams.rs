@@ -292,3 +292,38 @@ async fn teams_channels_messages_delta_and_migration() {
     assert_eq!(s, 403);
     h.sim.stop().await;
 }
+
+#[tokio::test]
+async fn group_calendars() {
+    let h = common::start(Profile::Tiny).await;
+    let (_, groups) = h.get("/groups").await;
+    let g = groups["value"][0]["id"].as_str().unwrap().to_string();
+    let (s, events) = h.get(&format!("/groups/{g}/events?$top=100")).await;
+    assert_eq!(s, 200, "{events}");
+    assert!(!events["value"].as_array().unwrap().is_empty());
+    let (s, cal) = h.get(&format!("/groups/{g}/calendar")).await;
+    assert_eq!(s, 200, "{cal}");
+    let url = format!(
+        "/groups/{g}/calendarView/delta?startDateTime=2025-01-01T00:00:00Z&endDateTime=2027-12-31T00:00:00Z"
+    );
+    let (_, delta, _) = h.delta_round(&url, &[]).await;
+    let (s, created) = h
+        .send(reqwest::Method::POST, &format!("/groups/{g}/calendar/events"), Some(json!({"subject": "Team day",
+            "start": {"dateTime": "2026-06-01T10:00:00", "timeZone": "UTC"}, "end": {"dateTime": "2026-06-01T11:00:00", "timeZone": "UTC"}})))
+        .await;
+    assert_eq!(s, 201, "{created}");
+    let (round, _, _) = h.delta_round(&delta, &[]).await;
+    assert_eq!(round.len(), 1);
+    assert_eq!(round[0]["id"], created["id"]);
+    let (_, snap) = h
+        .control(reqwest::Method::GET, "snapshot?content=false", None)
+        .await;
+    let group_mail = groups["value"][0]["mail"].as_str().unwrap();
+    assert!(
+        snap["events"][group_mail]
+            .as_object()
+            .unwrap()
+            .contains_key(created["id"].as_str().unwrap())
+    );
+    h.sim.stop().await;
+}

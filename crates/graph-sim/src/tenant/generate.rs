@@ -119,6 +119,13 @@ pub(super) fn directory(seed: u64, sizes: &Sizes, codec: &IdCodec, domain: &str)
             members,
             site: Some(site_idx),
             team,
+            mailbox: Arc::new(MailboxCell::new(
+                super::GROUP_MAILBOX_BASE + group_idx,
+                mix(seed, 0x6B0C + u64::from(group_idx)),
+                0,
+                sizes.events_per_user,
+                0,
+            )),
             changed_seq: 1,
             deleted: false,
             created,

@@ -19,6 +19,9 @@ pub enum UserKind {
     NoMailbox,
 }
 
+/// Mailbox numbers of group mailboxes start here (user mailboxes use the user index).
+pub const GROUP_MAILBOX_BASE: u32 = 0x4000_0000;
+
 /// A lazily generated mailbox.
 pub struct MailboxCell {
     /// Mailbox number (the user's index).
@@ -146,6 +149,8 @@ pub struct Group {
     pub site: Option<u32>,
     /// Team, when the group is team-enabled.
     pub team: Option<Arc<RwLock<Team>>>,
+    /// The group mailbox (its calendar; mailbox number [`GROUP_MAILBOX_BASE`] + index).
+    pub mailbox: Arc<MailboxCell>,
     /// Sequence number of the last change.
     pub changed_seq: u64,
     /// Deleted.
