@@ -285,7 +285,7 @@ fn route_cell(
     let l: Vec<&str> = lower.iter().map(String::as_str).collect();
     let graph = state.graph();
     match (req.method, l.as_slice()) {
-        (Method::Get, ["calendars"]) => state.tenant.with_mailbox(&cell, |mb| {
+        (Method::Get, ["calendars"]) => state.tenant.with_mailbox(cell, |mb| {
             let items = mb
                 .calendars
                 .iter()
@@ -301,46 +301,46 @@ fn route_cell(
                 1000,
             )
         }),
-        (Method::Get, ["calendar"]) => state.tenant.with_mailbox(&cell, |mb| {
+        (Method::Get, ["calendar"]) => state.tenant.with_mailbox(cell, |mb| {
             GraphResponse::ok(calendar_json(state, mb, &owner, 0))
         }),
         (Method::Get, ["calendars", c]) => {
             state
                 .tenant
-                .with_mailbox(&cell, |mb| match calendar_serial(state, mb, c) {
+                .with_mailbox(cell, |mb| match calendar_serial(state, mb, c) {
                     Some(s) => GraphResponse::ok(calendar_json(state, mb, &owner, s)),
                     None => GraphResponse::exchange_not_found(),
                 })
         }
         (Method::Get, ["events"] | ["calendar", "events"]) => {
-            list_events(state, req, &cell, &owner, None, &format!("{base}/events"))
+            list_events(state, req, cell, &owner, None, &format!("{base}/events"))
         }
         (Method::Get, ["calendars", _, "events"]) => list_events(
             state,
             req,
-            &cell,
+            cell,
             &owner,
             Some(rest[1]),
             &format!("{base}/calendars/{}/events", rest[1]),
         ),
         (Method::Post, ["events"] | ["calendar", "events"]) => {
-            create_event(state, req, &cell, &owner, None)
+            create_event(state, req, cell, &owner, None)
         }
         (Method::Post, ["calendars", _, "events"]) => {
-            create_event(state, req, &cell, &owner, Some(rest[1]))
+            create_event(state, req, cell, &owner, Some(rest[1]))
         }
         (Method::Get, ["calendarview", "delta"]) => calendar_view_delta(
             state,
             req,
-            &cell,
+            cell,
             &owner,
             &format!("{base}/calendarView/delta"),
         ),
         (_, ["events", _, tail @ ..]) | (_, ["calendar", "events", _, tail @ ..]) => {
             let id = if l[0] == "events" { rest[1] } else { rest[2] };
-            event_item(state, req, &cell, &owner, id, tail)
+            event_item(state, req, cell, &owner, id, tail)
         }
-        (Method::Get, ["contactfolders"]) => state.tenant.with_mailbox(&cell, |mb| {
+        (Method::Get, ["contactfolders"]) => state.tenant.with_mailbox(cell, |mb| {
             let items = mb
                 .contact_folders
                 .iter()
@@ -362,34 +362,34 @@ fn route_cell(
         (Method::Get, ["contactfolders", f]) => {
             state
                 .tenant
-                .with_mailbox(&cell, |mb| match contact_folder_serial(state, mb, f) {
+                .with_mailbox(cell, |mb| match contact_folder_serial(state, mb, f) {
                     Some(s) => GraphResponse::ok(contact_folder_json(state, mb, s)),
                     None => GraphResponse::exchange_not_found(),
                 })
         }
         (Method::Get, ["contacts"]) => {
-            list_contacts(state, req, &cell, None, &format!("{base}/contacts"))
+            list_contacts(state, req, cell, None, &format!("{base}/contacts"))
         }
         (Method::Get, ["contactfolders", _, "contacts"]) => list_contacts(
             state,
             req,
-            &cell,
+            cell,
             Some(rest[1]),
             &format!("{base}/contactFolders/{}/contacts", rest[1]),
         ),
         (Method::Get, ["contactfolders", _, "contacts", "delta"]) => contacts_delta(
             state,
             req,
-            &cell,
+            cell,
             rest[1],
             &format!("{base}/contactFolders/{}/contacts/delta", rest[1]),
         ),
-        (Method::Post, ["contacts"]) => create_contact(state, req, &cell, None),
+        (Method::Post, ["contacts"]) => create_contact(state, req, cell, None),
         (Method::Post, ["contactfolders", _, "contacts"]) => {
-            create_contact(state, req, &cell, Some(rest[1]))
+            create_contact(state, req, cell, Some(rest[1]))
         }
         (_, ["contacts", _]) | (_, ["contactfolders", _, "contacts", _]) => {
-            contact_item(state, req, &cell, rest[rest.len() - 1])
+            contact_item(state, req, cell, rest[rest.len() - 1])
         }
         _ => GraphResponse::bad_url(rest.last().copied().unwrap_or("")),
     }
