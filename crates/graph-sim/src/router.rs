@@ -281,7 +281,14 @@ pub async fn handle(state: &SimState, req: GraphRequest) -> GraphResponse {
         Ok(s) => s,
         Err(retry) => {
             state.counters.throttled();
-            return too_many(retry);
+            let mut resp = too_many(retry);
+            if let Scope::Files(_) = class.scope {
+                resp.headers
+                    .push(("RateLimit-Remaining".into(), "0".into()));
+                resp.headers
+                    .push(("RateLimit-Reset".into(), format!("{}", retry.ceil() as u64)));
+            }
+            return resp;
         }
     };
     let latency = state.latency_ms.load(Ordering::Relaxed);
@@ -289,6 +296,14 @@ pub async fn handle(state: &SimState, req: GraphRequest) -> GraphResponse {
         tokio::time::sleep(std::time::Duration::from_millis(latency)).await;
     }
     let mut resp = dispatch(state, &req, &segs);
+    if let Some((limit, remaining, reset)) = slot.rate_limit {
+        resp.headers
+            .push(("RateLimit-Limit".into(), limit.to_string()));
+        resp.headers
+            .push(("RateLimit-Remaining".into(), remaining.to_string()));
+        resp.headers
+            .push(("RateLimit-Reset".into(), reset.to_string()));
+    }
     drop(slot);
     if let Some(f) = fault {
         match f.kind {

@@ -69,6 +69,9 @@ pub struct Throttle {
 pub struct Slot<'a> {
     throttle: &'a Throttle,
     key: Option<(uuid::Uuid, u32)>,
+    /// SharePoint `RateLimit-*` values (limit, remaining, reset seconds), sent once 80 % of
+    /// the minute's resource units are used.
+    pub rate_limit: Option<(u64, u64, u64)>,
 }
 
 impl Drop for Slot<'_> {
@@ -107,6 +110,7 @@ impl Throttle {
             Scope::None => Ok(Slot {
                 throttle: self,
                 key: None,
+                rate_limit: None,
             }),
             Scope::Mailbox(mb) => {
                 let key = (app, mb);
@@ -137,6 +141,7 @@ impl Throttle {
                 Ok(Slot {
                     throttle: self,
                     key: Some(key),
+                    rate_limit: None,
                 })
             }
             Scope::Files(cost) => {
@@ -151,9 +156,17 @@ impl Throttle {
                     return Err((left as f64 / 1000.0).max(config.retry_after));
                 }
                 f.1 += cost;
+                let limit = config.file_units_per_minute;
+                let rate_limit = (config.enabled && f.1 * 5 >= limit * 4).then(|| {
+                    let reset = 60u64
+                        .saturating_sub(now.duration_since(start).as_secs())
+                        .max(1);
+                    (limit, limit.saturating_sub(f.1), reset)
+                });
                 Ok(Slot {
                     throttle: self,
                     key: None,
+                    rate_limit,
                 })
             }
         }

@@ -471,3 +471,37 @@ async fn malformed_requests_get_errors_not_crashes() {
     assert_eq!(h.get("/users").await.0, 200);
     h.sim.stop().await;
 }
+
+#[tokio::test]
+async fn sharepoint_resource_units_and_ratelimit_headers() {
+    let mut o = graph_sim::SimOptions::new(Profile::Tiny);
+    o.throttle.enabled = true;
+    o.throttle.file_units_per_minute = 10;
+    let h = common::start_with(o).await;
+    let upn = h.first_user().await;
+    let (_, d) = h.get(&format!("/users/{upn}/drive")).await;
+    let d = d["id"].as_str().unwrap().to_string();
+    let mut saw_header = false;
+    let mut last = 0;
+    for _ in 0..12 {
+        let r = h
+            .http
+            .get(h.url(&format!("/drives/{d}/root")))
+            .bearer_auth(&h.token)
+            .send()
+            .await
+            .unwrap();
+        last = r.status().as_u16();
+        if r.headers().contains_key("ratelimit-remaining") && last == 200 {
+            saw_header = true;
+        }
+        if last == 429 {
+            assert!(r.headers().contains_key("retry-after"));
+            assert_eq!(r.headers()["ratelimit-remaining"], "0");
+            break;
+        }
+    }
+    assert!(saw_header, "RateLimit headers once 80 % is used");
+    assert_eq!(last, 429);
+    h.sim.stop().await;
+}
