@@ -389,6 +389,16 @@ pub fn route(state: &SimState, req: &GraphRequest, idx: u32, rest: &[&str]) -> G
             delta(state, req, &cell, &owner, rest[1])
         }
         (Method::Post, ["messages"]) => create_message(state, req, &cell, &owner, None),
+        (Method::Get, ["mailboxsettings"]) => GraphResponse::ok(json!({
+            "@odata.context": format!("{}/$metadata#users('{}')/mailboxSettings", state.graph(), owner.address),
+            "archiveFolder": state.tenant.with_mailbox(&cell, |mb| mb.well_known("archive").map(|s| folder_id(state, idx, s))),
+            "timeZone": "UTC", "delegateMeetingMessageDeliveryOptions": "sendToDelegateOrInformationOnly",
+            "dateFormat": "yyyy-MM-dd", "timeFormat": "HH:mm", "userPurpose": if kind == Some(UserKind::Shared) { "shared" } else { "user" },
+            "automaticRepliesSetting": {"status": "disabled", "externalAudience": "all", "internalReplyMessage": "", "externalReplyMessage": "",
+                "scheduledStartDateTime": {"dateTime": "2026-01-01T00:00:00.0000000", "timeZone": "UTC"}, "scheduledEndDateTime": {"dateTime": "2026-01-02T00:00:00.0000000", "timeZone": "UTC"}},
+            "language": {"locale": "en-US", "displayName": "English (United States)"},
+            "workingHours": {"daysOfWeek": ["monday", "tuesday", "wednesday", "thursday", "friday"], "startTime": "08:00:00.0000000", "endTime": "17:00:00.0000000", "timeZone": {"name": "UTC"}},
+        })),
         (Method::Get, ["messages"]) => list_messages(state, req, &cell, &owner, None),
         (_, ["mailfolders", _, "messages", _, ..]) => {
             message_route(state, req, &cell, &owner, rest[3], &rest[4..])

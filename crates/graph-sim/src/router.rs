@@ -60,7 +60,8 @@ fn classify(state: &SimState, req: &GraphRequest, segs: &[String]) -> Class {
     let user_sub = |u: &str| state.tenant.find_user(u);
     match s.as_slice() {
         ["users", u, area, ..]
-            if ["mailfolders", "messages"].contains(&area.to_lowercase().as_str()) =>
+            if ["mailfolders", "messages", "mailboxsettings"]
+                .contains(&area.to_lowercase().as_str()) =>
         {
             let mb = user_sub(u);
             Class {
@@ -342,7 +343,9 @@ fn dispatch(state: &SimState, req: &GraphRequest, segs: &[String]) -> GraphRespo
             };
             let head = rest[0].to_lowercase();
             match head.as_str() {
-                "mailfolders" | "messages" => crate::mail::route(state, req, idx, rest),
+                "mailfolders" | "messages" | "mailboxsettings" => {
+                    crate::mail::route(state, req, idx, rest)
+                }
                 "calendars" | "calendar" | "calendarview" | "events" | "contactfolders"
                 | "contacts" => crate::calendar::route(state, req, idx, rest),
                 "drive" => crate::files::user_drive(state, req, idx, &rest[1..]),

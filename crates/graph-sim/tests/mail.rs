@@ -134,6 +134,16 @@ async fn mailbox_not_enabled_and_shared_mailbox() {
         (s, e["error"]["code"].as_str()),
         (404, Some("MailboxNotEnabledForRESTAPI"))
     );
+    let (s, e) = h
+        .get(&format!(
+            "/users/{}/mailboxSettings",
+            no_mail["userPrincipalName"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(
+        (s, e["error"]["code"].as_str()),
+        (404, Some("MailboxNotEnabledForRESTAPI"))
+    );
     let shared = users
         .iter()
         .find(|u| u["accountEnabled"] == false)
@@ -145,6 +155,13 @@ async fn mailbox_not_enabled_and_shared_mailbox() {
         ))
         .await;
     assert_eq!(s, 200);
+    let (s, settings) = h
+        .get(&format!(
+            "/users/{}/mailboxSettings",
+            shared["userPrincipalName"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!((s, settings["userPurpose"].as_str()), (200, Some("shared")));
     h.sim.stop().await;
 }
 
