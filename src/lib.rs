@@ -7,6 +7,8 @@ pub mod api;
 pub mod backup;
 pub mod cli;
 pub mod connect;
+#[cfg(feature = "demo")]
+pub mod demo;
 pub mod paths;
 pub mod secrets;
 pub mod task;

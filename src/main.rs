@@ -27,19 +27,13 @@ async fn main() {
 }
 
 async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
+    #[cfg(feature = "demo")]
+    let explicit_data = cli.data_dir.clone();
     let data = data_dir(cli.data_dir);
     match cli.command {
         Command::Serve { listen } => serve(listen).await.map(|()| 0),
         #[cfg(feature = "demo")]
-        Command::Demo { listen } => {
-            let sim =
-                graph_sim::Simulator::start(graph_sim::SimOptions::new(graph_sim::Profile::Demo))
-                    .await?;
-            tracing::info!(graph = %sim.ready().graph_endpoint, "simulated tenant started");
-            let result = serve(listen).await;
-            sim.stop().await;
-            result.map(|()| 0)
-        }
+        Command::Demo { listen } => backhome::demo::run(listen, explicit_data).await.map(|()| 0),
         Command::Task { command } => match command {
             TaskCommand::Create(a) => commands::task_create(&data, *a).map(|()| 0),
             TaskCommand::List => commands::task_list(&data).map(|()| 0),
