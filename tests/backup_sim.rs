@@ -2,124 +2,15 @@
 //! and each change captured while earlier points in time keep the old state.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::{BTreeMap, HashSet};
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::collections::HashSet;
 
-use backhome::backup::{self, Progress, Summary};
 use backhome::cli::browse;
-use backhome::task::{Credentials, Service, TaskSpec};
-use backhome_store::{CreateOptions, NodeKind, ObjectKind, Repository, RunId};
-use graph_sim::{Profile, RunningSim, SimOptions, Simulator};
-use serde_json::{Value, json};
+use backhome::task::Service;
+use backhome_store::{NodeKind, ObjectKind, RunId};
+use serde_json::json;
 
-struct Env {
-    sim: RunningSim,
-    spec: TaskSpec,
-    creds: Credentials,
-    repo: Repository,
-    _dir: tempfile::TempDir,
-}
-
-async fn env(services: &[Service]) -> Env {
-    let dir = tempfile::tempdir().unwrap();
-    let mut opts = SimOptions::new(Profile::Tiny);
-    opts.state_dir = Some(dir.path().join("sim"));
-    let sim = Simulator::start(opts).await.unwrap();
-    let r = sim.ready().clone();
-    let spec = TaskSpec {
-        name: "t".into(),
-        cloud: "custom".into(),
-        login_endpoint: Some(r.login_endpoint.clone()),
-        graph_endpoint: Some(r.graph_endpoint.clone()),
-        ca_cert: None,
-        tenant_id: r.tenant_id.clone(),
-        app_id: r.app_id.clone(),
-        admin_email: None,
-        services: services.iter().copied().collect(),
-        include_users: vec![],
-        exclude_users: vec![],
-        include_groups: vec![],
-        exclude_groups: vec![],
-        include_sites: vec![],
-        exclude_sites: vec![],
-        auto_discovery: Default::default(),
-        schedule: Default::default(),
-        retention: Default::default(),
-        portal: false,
-        repo: dir.path().join("repo"),
-    };
-    let creds = Credentials {
-        pfx: std::fs::read(&r.cert_pfx).unwrap(),
-        password: r.cert_password.clone(),
-    };
-    let repo = Repository::create(&spec.repo, &CreateOptions::default()).unwrap();
-    Env {
-        sim,
-        spec,
-        creds,
-        repo,
-        _dir: dir,
-    }
-}
-
-impl Env {
-    async fn backup(&self) -> Summary {
-        let client = backhome::connect::client(&self.spec, &self.creds).unwrap();
-        backup::run(
-            client,
-            self.repo.clone(),
-            &self.spec,
-            Arc::new(Progress::default()),
-            Arc::new(AtomicBool::new(false)),
-        )
-        .await
-        .unwrap()
-    }
-
-    async fn control(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
-        let url = format!("{}/{path}", self.sim.ready().control_endpoint);
-        let mut req = reqwest::Client::new().request(method, url);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.unwrap();
-        let status = resp.status();
-        let body: Value = resp.json().await.unwrap();
-        assert!(status.is_success(), "{path}: {status} {body}");
-        body
-    }
-
-    /// Every node of `kind` visible at `run`: graph id → name.
-    fn items(&self, kind: NodeKind, run: RunId) -> BTreeMap<String, String> {
-        let mut out = BTreeMap::new();
-        for o in self.repo.objects().unwrap() {
-            let mut stack: Vec<_> = self
-                .repo
-                .roots(o.id, run)
-                .unwrap()
-                .into_iter()
-                .map(|v| v.node)
-                .collect();
-            while let Some(n) = stack.pop() {
-                for c in self.repo.list_children(n, run).unwrap() {
-                    stack.push(c.node);
-                    if c.kind == kind {
-                        out.insert(c.graph_id.clone(), c.name.clone());
-                    }
-                }
-            }
-        }
-        out
-    }
-}
-
-fn hex_of(repo: &Repository, id: backhome_store::ContentId) -> String {
-    let mut r = repo.read_content(id).unwrap();
-    let mut h = blake3::Hasher::new();
-    std::io::copy(&mut r, &mut h).unwrap();
-    h.finalize().to_hex().to_string()
-}
+mod common;
+use common::{env, hex_of};
 
 #[actix_web::test]
 async fn full_backup_is_complete_and_byte_identical() {
