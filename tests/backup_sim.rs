@@ -205,3 +205,63 @@ async fn no_change_run_downloads_nothing_and_changes_are_captured() {
     let then = browse::list(&e.repo, run2, &inbox_path, false).unwrap();
     assert_eq!(then, before);
 }
+
+#[actix_web::test]
+async fn new_and_deleted_accounts_are_captured() {
+    let e = env(&[Service::Mail, Service::Onedrive, Service::Sharepoint]).await;
+    let first = e.backup().await;
+    assert!(first.errors.is_empty(), "{:?}", first.errors);
+    let run1 = RunId(first.run_id);
+    let users = browse::list(&e.repo, run1, "/users", false).unwrap();
+    let sites = browse::list(&e.repo, run1, "/sites", false).unwrap();
+    let gone_user = users[0].name.clone();
+    let site_obj = e
+        .repo
+        .objects()
+        .unwrap()
+        .into_iter()
+        .find(|o| o.info.kind == ObjectKind::Site)
+        .unwrap();
+
+    let added = e
+        .control(reqwest::Method::POST, "mutate", Some(json!({"op": "add_user", "display_name": "Zoë Newcomer", "upn_local": "zoe.newcomer"})))
+        .await;
+    let new_upn = added["results"][0]["userPrincipalName"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    e.control(
+        reqwest::Method::POST,
+        "mutate",
+        Some(json!({"op": "delete_user", "user": gone_user})),
+    )
+    .await;
+    e.control(
+        reqwest::Method::POST,
+        "mutate",
+        Some(json!({"op": "delete_site", "site": site_obj.info.graph_id})),
+    )
+    .await;
+
+    let second = e.backup().await;
+    assert!(second.errors.is_empty(), "{:?}", second.errors);
+    assert!(second.items_deleted > 0, "{second:?}");
+    let run2 = RunId(second.run_id);
+    let now: HashSet<String> = browse::list(&e.repo, run2, "/users", false)
+        .unwrap()
+        .into_iter()
+        .map(|x| x.name)
+        .collect();
+    assert!(now.contains(&new_upn), "{new_upn} not backed up: {now:?}");
+    assert!(!now.contains(&gone_user), "deleted user still shown");
+    let sites2 = browse::list(&e.repo, run2, "/sites", false).unwrap();
+    assert_eq!(
+        sites2.len(),
+        sites.len() - 1,
+        "{sites:?} {sites2:?} {}",
+        site_obj.info.name
+    );
+    // The earlier point in time still has the deleted user's mail.
+    let then = browse::list(&e.repo, run1, &format!("/users/{gone_user}/mail"), true).unwrap();
+    assert!(then.iter().any(|x| x.kind == "message"));
+}

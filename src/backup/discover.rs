@@ -15,6 +15,10 @@ pub struct Discovered {
     pub groups: Vec<Group>,
     /// SharePoint sites to back up.
     pub sites: Vec<Site>,
+    /// Ids of every account the tenant listed, selected or not, by kind; kinds not listed in
+    /// this run are absent (their accounts cannot be told deleted).
+    pub listed:
+        std::collections::HashMap<backhome_store::ObjectKind, std::collections::HashSet<String>>,
 }
 
 fn matches_any(list: &[String], candidates: &[Option<&str>]) -> bool {
@@ -49,6 +53,10 @@ pub async fn discover(
             .items(Call::get("/users?$select=id,userPrincipalName,displayName,mail,accountEnabled,userType&$top=999"))
             .try_collect()
             .await?;
+        out.listed.insert(
+            backhome_store::ObjectKind::User,
+            users.iter().map(|u| u.id.clone()).collect(),
+        );
         out.users = users
             .into_iter()
             .filter(|u| {
@@ -71,6 +79,10 @@ pub async fn discover(
             ))
             .try_collect()
             .await?;
+        out.listed.insert(
+            backhome_store::ObjectKind::Group,
+            groups.iter().map(|g| g.id.clone()).collect(),
+        );
         out.groups = groups
             .into_iter()
             .filter(|g| g.group_types.iter().any(|t| t == "Unified"))
@@ -93,6 +105,10 @@ pub async fn discover(
             .items(Call::get("/sites/getAllSites?$top=999"))
             .try_collect()
             .await?;
+        out.listed.insert(
+            backhome_store::ObjectKind::Site,
+            sites.iter().map(|s| s.id.clone()).collect(),
+        );
         out.sites = sites
             .into_iter()
             .filter(|s| s.is_personal_site != Some(true))

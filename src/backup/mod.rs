@@ -86,6 +86,7 @@ pub async fn run(
     tracing::info!(task = %spec.name, run = %run_id, resumed, "backup started");
 
     let found = discover::discover(&client, spec).await?;
+    let listed = found.listed.clone();
     let mut jobs: Vec<Job> = Vec::new();
     jobs.extend(found.users.into_iter().map(Job::User));
     jobs.extend(found.groups.into_iter().map(Job::Group));
@@ -99,6 +100,7 @@ pub async fn run(
         r?;
     }
     ctx.check_cancel()?;
+    close_deleted_objects(&ctx, &listed).await?;
 
     let snap = ctx.progress.snapshot();
     let errors = ctx.errors();
@@ -394,6 +396,39 @@ pub async fn prune_subtree(ctx: &Ctx, root: NodeId, seen: HashSet<String>) -> Re
     .await
     .map_err(|e| RunError::Internal(e.to_string()))??;
     delete_nodes(ctx, gone).await
+}
+
+/// Accounts the last run had and the tenant no longer lists were deleted: everything of theirs
+/// is recorded as deleted, so earlier points in time still show it.
+async fn close_deleted_objects(
+    ctx: &Ctx,
+    listed: &std::collections::HashMap<ObjectKind, HashSet<String>>,
+) -> Result<(), RunError> {
+    let Some(latest) = ctx.latest else {
+        return Ok(());
+    };
+    let repo = ctx.repo.clone();
+    let listed = listed.clone();
+    let roots: Vec<NodeId> = tokio::task::spawn_blocking(move || {
+        let mut roots = Vec::new();
+        for o in repo.objects()? {
+            let Some(ids) = listed.get(&o.info.kind) else {
+                continue;
+            };
+            if !ids.contains(&o.info.graph_id) {
+                tracing::info!(object = %o.info.name, "account no longer in the tenant");
+                roots.extend(repo.roots(o.id, latest)?.into_iter().map(|v| v.node));
+            }
+        }
+        Ok::<_, backhome_store::StoreError>(roots)
+    })
+    .await
+    .map_err(|e| RunError::Internal(e.to_string()))??;
+    for root in roots {
+        prune_subtree(ctx, root, HashSet::new()).await?;
+        delete_nodes(ctx, vec![root]).await?;
+    }
+    Ok(())
 }
 
 async fn delete_nodes(ctx: &Ctx, nodes: Vec<NodeId>) -> Result<(), RunError> {
