@@ -32,7 +32,7 @@ pub use progress::{Progress, ProgressSnapshot};
 use crate::task::{Service, TaskSpec};
 
 /// How many protected objects are backed up at once.
-const OBJECTS_AT_ONCE: usize = 4;
+pub const OBJECTS_AT_ONCE: usize = 8;
 
 /// What a finished run reports (the `backup --json` summary).
 #[derive(Clone, Debug, Serialize)]
