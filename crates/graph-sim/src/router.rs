@@ -56,6 +56,7 @@ pub struct Class {
 
 fn classify(state: &SimState, req: &GraphRequest, segs: &[String]) -> Class {
     let write = req.method != Method::Get;
+    let upload = if write { req.body.len() as u64 } else { 0 };
     let s: Vec<&str> = segs.iter().map(String::as_str).collect();
     let user_sub = |u: &str| state.tenant.find_user(u);
     match s.as_slice() {
@@ -66,7 +67,7 @@ fn classify(state: &SimState, req: &GraphRequest, segs: &[String]) -> Class {
             let mb = user_sub(u);
             Class {
                 kind: "mail",
-                scope: mb.map_or(Scope::None, Scope::Mailbox),
+                scope: mb.map_or(Scope::None, |m| Scope::Mailbox(m, upload)),
                 mailbox: mb,
                 area: Some(Area::Mail),
             }
@@ -78,7 +79,7 @@ fn classify(state: &SimState, req: &GraphRequest, segs: &[String]) -> Class {
             let mb = user_sub(u);
             Class {
                 kind: "calendar",
-                scope: mb.map_or(Scope::None, Scope::Mailbox),
+                scope: mb.map_or(Scope::None, |m| Scope::Mailbox(m, upload)),
                 mailbox: mb,
                 area: Some(Area::Calendars),
             }
@@ -89,7 +90,7 @@ fn classify(state: &SimState, req: &GraphRequest, segs: &[String]) -> Class {
             let mb = user_sub(u);
             Class {
                 kind: "contacts",
-                scope: mb.map_or(Scope::None, Scope::Mailbox),
+                scope: mb.map_or(Scope::None, |m| Scope::Mailbox(m, upload)),
                 mailbox: mb,
                 area: Some(Area::Contacts),
             }
@@ -129,7 +130,7 @@ fn classify(state: &SimState, req: &GraphRequest, segs: &[String]) -> Class {
                 .map(|i| crate::tenant::GROUP_MAILBOX_BASE + i);
             Class {
                 kind: "calendar",
-                scope: mb.map_or(Scope::None, Scope::Mailbox),
+                scope: mb.map_or(Scope::None, |m| Scope::Mailbox(m, upload)),
                 mailbox: mb,
                 area: Some(Area::Calendars),
             }

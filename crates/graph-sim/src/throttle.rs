@@ -20,6 +20,11 @@ pub struct ThrottleConfig {
     pub mailbox_requests: u64,
     /// Window length in milliseconds.
     pub window_ms: u64,
+    /// Upload bytes (POST/PUT/PATCH bodies) per app and mailbox per upload window (Exchange:
+    /// 150 MB per 5 minutes).
+    pub mailbox_upload_bytes: u64,
+    /// Upload window length in milliseconds.
+    pub upload_window_ms: u64,
     /// SharePoint resource units per app per tenant per minute.
     pub file_units_per_minute: u64,
     /// `Retry-After` sent with 429s, in seconds (fractional allowed).
@@ -33,6 +38,8 @@ impl Default for ThrottleConfig {
             mailbox_concurrency: 4,
             mailbox_requests: 10_000,
             window_ms: 600_000,
+            mailbox_upload_bytes: 150 * 1024 * 1024,
+            upload_window_ms: 300_000,
             file_units_per_minute: 1_200,
             retry_after: 1.0,
         }
@@ -42,8 +49,8 @@ impl Default for ThrottleConfig {
 /// What a request is charged against.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scope {
-    /// An Exchange mailbox.
-    Mailbox(u32),
+    /// An Exchange mailbox, with the bytes the request uploads.
+    Mailbox(u32, u64),
     /// OneDrive/SharePoint with a resource-unit cost.
     Files(u64),
     /// Not throttled.
@@ -55,6 +62,8 @@ struct MailboxState {
     in_flight: usize,
     window_start: Option<Instant>,
     count: u64,
+    upload_start: Option<Instant>,
+    uploaded: u64,
 }
 
 /// Throttling state.
@@ -112,7 +121,7 @@ impl Throttle {
                 key: None,
                 rate_limit: None,
             }),
-            Scope::Mailbox(mb) => {
+            Scope::Mailbox(mb, upload) => {
                 let key = (app, mb);
                 let mut map = self.mailboxes.lock();
                 let s = map.entry(key).or_default();
@@ -135,6 +144,18 @@ impl Throttle {
                     };
                     return Err(retry);
                 }
+                let up_start = *s.upload_start.get_or_insert(now);
+                if now.duration_since(up_start).as_millis() >= u128::from(config.upload_window_ms) {
+                    s.upload_start = Some(now);
+                    s.uploaded = 0;
+                }
+                if config.enabled && upload > 0 && s.uploaded + upload > config.mailbox_upload_bytes
+                {
+                    let left = u128::from(config.upload_window_ms)
+                        .saturating_sub(now.duration_since(up_start).as_millis());
+                    return Err((left as f64 / 1000.0).max(config.retry_after));
+                }
+                s.uploaded += upload;
                 s.count += 1;
                 s.in_flight += 1;
                 counters.concurrency(mb, s.in_flight);

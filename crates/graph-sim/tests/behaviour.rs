@@ -505,3 +505,46 @@ async fn sharepoint_resource_units_and_ratelimit_headers() {
     assert_eq!(last, 429);
     h.sim.stop().await;
 }
+
+#[tokio::test]
+async fn exchange_upload_budget_per_mailbox() {
+    let mut o = graph_sim::SimOptions::new(Profile::Tiny);
+    o.throttle.enabled = true;
+    o.throttle.mailbox_upload_bytes = 1500;
+    let h = common::start_with(o).await;
+    let upn = h.first_user().await;
+    let body = json!({"subject": "x".repeat(600), "body": {"contentType": "text", "content": "y"}});
+    let (s, _) = h
+        .send(
+            reqwest::Method::POST,
+            &format!("/users/{upn}/messages"),
+            Some(body.clone()),
+        )
+        .await;
+    assert_eq!(s, 201);
+    let (s, _) = h
+        .send(
+            reqwest::Method::POST,
+            &format!("/users/{upn}/messages"),
+            Some(body.clone()),
+        )
+        .await;
+    assert_eq!(s, 201);
+    let (s, e) = h
+        .send(
+            reqwest::Method::POST,
+            &format!("/users/{upn}/messages"),
+            Some(body),
+        )
+        .await;
+    assert_eq!(
+        (s, e["error"]["code"].as_str()),
+        (429, Some("TooManyRequests"))
+    );
+    // Reads still pass.
+    assert_eq!(
+        h.get(&format!("/users/{upn}/mailFolders/inbox")).await.0,
+        200
+    );
+    h.sim.stop().await;
+}
