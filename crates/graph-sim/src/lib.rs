@@ -1,6 +1,22 @@
 //! A simulator of Entra ID and Microsoft Graph v1.0 that serves a seeded, deterministic
 //! Microsoft 365 tenant on localhost, for tests, benchmarks and the demo.
 //!
+//! One server answers the login host (`POST /{tenant}/oauth2/v2.0/token`, client credentials
+//! with a certificate-signed assertion), Graph under `/v1.0/…` (bearer token required),
+//! pre-authenticated downloads (`/_dl/…`) and upload sessions (`/_up/…`), and the control API
+//! under `/_sim/…` (loopback only; see the `control` module for its routes and operations).
+//!
+//! Graph surface: users (+`$select`, `$filter` eq/ne/startswith, `$top`, `$count`, paging,
+//! delta), groups (+delta with `members@delta`), sites (search, `getAllSites`, drives), drives
+//! (items, children, root delta with `token=latest`, `/content` → 302 with `Range` support,
+//! versions, simple upload ≤ 4 MiB, upload sessions), mail (folders, child folders, hidden and
+//! well-known folders, folder delta, message delta, messages, MIME `$value`, attachments,
+//! creation from MIME or JSON with extended properties, PATCH, move, delete, `mailboxSettings`,
+//! immutable ids), calendars (user and group: events, recurrence, `calendarView/delta`,
+//! attachments, creation), contacts (folders, delta, creation), Teams (channels, messages,
+//! replies, delta, `getAllMessages`, migration-mode channels, import, `completeMigration`) and
+//! `$batch`. Throttling (off unless enabled) and fault injection apply to every Graph request.
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), graph_sim::SimError> {
 //! let sim = graph_sim::Simulator::start(graph_sim::SimOptions::new(graph_sim::Profile::Tiny)).await?;
