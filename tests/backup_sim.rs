@@ -14,15 +14,7 @@ use common::{env, hex_of};
 
 #[actix_web::test]
 async fn full_backup_is_complete_and_byte_identical() {
-    let all = [
-        Service::Mail,
-        Service::Calendar,
-        Service::Contacts,
-        Service::Onedrive,
-        Service::Sharepoint,
-        Service::Teams,
-    ];
-    let e = env(&all).await;
+    let e = env(&Service::ALL).await;
     let first = e.backup().await;
     assert!(first.errors.is_empty(), "{:?}", first.errors);
     assert!(first.items_added > 50, "{first:?}");
