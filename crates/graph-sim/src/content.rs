@@ -32,12 +32,17 @@ pub struct AttachmentSpec {
     pub inline: bool,
     /// Content-ID for inline parts.
     pub content_id: Option<String>,
+    /// Uploaded bytes (attachments added through the API), instead of generated ones.
+    pub data: Option<bytes::Bytes>,
 }
 
 impl AttachmentSpec {
     /// The attachment's bytes.
     #[must_use]
     pub fn bytes(&self) -> Vec<u8> {
+        if let Some(d) = &self.data {
+            return d.to_vec();
+        }
         file_bytes(
             self.seed,
             self.content_type.starts_with("text/"),
@@ -149,6 +154,7 @@ pub fn message_spec(
                 seed: aseed,
                 inline: false,
                 content_id: None,
+                data: None,
             });
         }
     }
@@ -168,6 +174,7 @@ pub fn message_spec(
             seed: mix(tenant_seed, 0x1A6E),
             inline: true,
             content_id: Some(cid),
+            data: None,
         });
     }
     html.push_str("</body></html>");
@@ -421,6 +428,7 @@ pub fn event_spec(seed: u64, domain: &str) -> EventSpec {
         seed: rng.next_u64(),
         inline: false,
         content_id: None,
+        data: None,
     });
     EventSpec {
         subject: (*rng.pick(&[

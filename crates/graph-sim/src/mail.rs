@@ -187,7 +187,7 @@ pub fn view(
                     content.clone()
                 },
                 html: if is_html { content } else { String::new() },
-                attachments: Vec::new(),
+                attachments: json_attachments(&v["attachments"]),
                 message_id: format!("{:016x}@{}", m.seed, state.tenant.domain),
                 conversation: m.seed,
             };
@@ -196,11 +196,20 @@ pub fn view(
             } else {
                 Vec::new()
             };
-            View {
-                spec,
-                files: Vec::new(),
-                mime,
-            }
+            let files = spec
+                .attachments
+                .iter()
+                .map(|a| {
+                    (
+                        a.name.clone(),
+                        a.content_type.clone(),
+                        a.bytes(),
+                        a.inline,
+                        a.content_id.clone(),
+                    )
+                })
+                .collect();
+            View { spec, files, mime }
         }
     }
 }
@@ -662,6 +671,7 @@ fn message_route(
             }
         }),
         (Method::Get, ["attachments", ..]) => attachments(state, req, cell, owner, id, &tail[1..]),
+        (Method::Post, ["attachments"]) => add_attachment(state, req, cell, id),
         (Method::Patch, []) => patch_message(state, req, cell, owner, id),
         (Method::Delete, []) => {
             let seq = state.tenant.next_seq();
@@ -983,5 +993,97 @@ fn folder_delta(
             })
             .collect();
         crate::odata::run_delta(&url, &format!("{graph}/$metadata#Collection(mailFolder)"), cursor, live, removed, "syncStateNotFound")
+    })
+}
+
+/// File attachments given as Graph JSON (`contentBytes` base64).
+fn json_attachments(v: &Value) -> Vec<AttachmentSpec> {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| {
+            let data = STANDARD.decode(a["contentBytes"].as_str()?).ok()?;
+            let name = a["name"].as_str().unwrap_or("attachment").to_string();
+            Some(AttachmentSpec {
+                content_type: a["contentType"].as_str().map_or_else(
+                    || crate::content::mime_type(&name).to_string(),
+                    str::to_string,
+                ),
+                name,
+                size: data.len() as u64,
+                seed: 0,
+                inline: a["isInline"].as_bool().unwrap_or(false),
+                content_id: a["contentId"].as_str().map(str::to_string),
+                data: Some(Bytes::from(data)),
+            })
+        })
+        .collect()
+}
+
+/// `POST …/messages/{id}/attachments`: adds a file attachment to a message created from JSON.
+fn add_attachment(
+    state: &SimState,
+    req: &GraphRequest,
+    cell: &MailboxCell,
+    id: &str,
+) -> GraphResponse {
+    let body = match req.json() {
+        Ok(b) => b,
+        Err(e) => return e,
+    };
+    if body["@odata.type"]
+        .as_str()
+        .is_some_and(|t| t != "#microsoft.graph.fileAttachment")
+    {
+        return GraphResponse::error(
+            400,
+            "ErrorInvalidRequest",
+            "Only file attachments are supported.",
+        );
+    }
+    if json_attachments(&json!([body.clone()])).is_empty() {
+        return GraphResponse::error(
+            400,
+            "ErrorInvalidRequest",
+            "contentBytes must be valid base64.",
+        );
+    }
+    let seq = state.tenant.next_seq();
+    state.tenant.with_mailbox_mut(cell, |mb| {
+        let Some(s) = resolve_message(state, mb, id) else {
+            return GraphResponse::exchange_not_found();
+        };
+        let Some(Some(m)) = mb.messages.get_mut(s as usize) else {
+            return GraphResponse::exchange_not_found();
+        };
+        let MessageBody::Json(stored) = &m.body else {
+            return GraphResponse::error(
+                400,
+                "ErrorInvalidRequest",
+                "Attachments can only be added to messages created from JSON.",
+            );
+        };
+        let mut stored = (**stored).clone();
+        let mut list = stored["attachments"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let index = list.len();
+        list.push(body.clone());
+        stored["attachments"] = Value::Array(list);
+        m.body = MessageBody::Json(Arc::new(stored));
+        m.changed_seq = seq;
+        let aid = state.tenant.codec.outlook(OutlookKey {
+            kind: OutlookKind::Attachment,
+            mailbox: mb.idx,
+            serial: s,
+            sub: u32::try_from(index).unwrap_or(0),
+        });
+        let mut out = body;
+        out["id"] = Value::String(aid);
+        if let Some(o) = out.as_object_mut() {
+            o.remove("contentBytes");
+        }
+        GraphResponse::json(201, out)
     })
 }
