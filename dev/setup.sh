@@ -4,7 +4,7 @@
 set -euo pipefail
 
 need_apt=()
-for pkg in btrfs-progs e2fsprogs restic nginx-light qemu-user-static musl-tools chromium python3-venv; do
+for pkg in btrfs-progs e2fsprogs restic nginx-light qemu-user-static musl-tools chromium python3-venv unzip; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod connect;
 #[cfg(feature = "demo")]
 pub mod demo;
+pub mod export;
 pub mod paths;
 pub mod secrets;
 pub mod task;

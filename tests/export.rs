@@ -1,0 +1,714 @@
+//! Exports read back by independent tools: `unzip -t`, Python's `zipfile`, `mailbox` and `email`,
+//! and the `icalendar` and `vobject` parsers from PyPI; hostile names that must stay inside the
+//! archive root; and the memory an export of a large file needs.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use backhome::backup::{self, Progress};
+use backhome::export::{self, names::sanitize_component};
+use backhome::task::{Credentials, Service, TaskSpec};
+use backhome_store::{
+    CreateOptions, NewVersion, NodeKind, ObjectInfo, ObjectKind, Repository, RunId, VersionRecord,
+};
+use graph_sim::{Profile, SimOptions, Simulator};
+use serde_json::{Value, json};
+
+const CHECK_ZIP: &str = r#"
+import hashlib, os, sys, zipfile, email, email.policy
+path, prefix, suffix, expected = sys.argv[1:5]
+z = zipfile.ZipFile(path)
+bad = z.testzip()
+assert bad is None, f"bad entry {bad}"
+got = []
+for info in z.infolist():
+    n = info.filename
+    if n.startswith(prefix) and not n.endswith('/') and n.endswith(suffix):
+        data = z.read(info)
+        if suffix == '.eml':
+            m = email.message_from_bytes(data, policy=email.policy.default)
+            assert m['message-id'] or m['subject'] is not None, n
+        got.append(hashlib.sha256(data).hexdigest())
+want = [hashlib.sha256(open(os.path.join(expected, f), 'rb').read()).hexdigest() for f in os.listdir(expected)]
+assert sorted(got) == sorted(want), f"{prefix}*{suffix}: {len(got)} entries, {len(want)} expected"
+print(len(got))
+"#;
+
+const CHECK_MBOX: &str = r#"
+import hashlib, os, re, sys, mailbox, email, email.policy
+path, expected = sys.argv[1:3]
+box = mailbox.mbox(path, create=False)
+got = []
+for key in box.keys():
+    raw = box.get_bytes(key)
+    raw = re.sub(rb'(?m)^>(>*From )', rb'\1', raw)
+    email.message_from_bytes(raw, policy=email.policy.default)
+    got.append(hashlib.sha256(raw).hexdigest())
+    assert box.get_message(key).get_from(), key
+want = [hashlib.sha256(open(os.path.join(expected, f), 'rb').read()).hexdigest() for f in os.listdir(expected)]
+assert sorted(got) == sorted(want), f"{len(got)} messages, {len(want)} expected"
+print(len(got))
+"#;
+
+const CHECK_ICS_VCF: &str = r#"
+import sys, zipfile, icalendar, vobject
+path, uids_file, names_file = sys.argv[1:4]
+z = zipfile.ZipFile(path)
+uids, names, html = set(), set(), 0
+for n in z.namelist():
+    data = z.read(n)
+    if n.endswith('.ics'):
+        cal = icalendar.Calendar.from_ical(data)
+        evs = [c for c in cal.walk('VEVENT')]
+        assert len(evs) == 1, n
+        ev = evs[0]
+        assert ev.decoded('DTSTART') is not None, n
+        if 'RRULE' in ev:
+            ev['RRULE'].to_ical()
+        uids.add(str(ev['UID']))
+    elif n.endswith('.vcf'):
+        card = vobject.readOne(data.decode('utf-8'))
+        names.add(card.fn.value)
+    elif n.endswith('.html'):
+        text = data.decode('utf-8')
+        assert '<script' not in text.lower(), n
+        html += 1
+want_uids = set(l for l in open(uids_file).read().splitlines() if l)
+want_names = set(l for l in open(names_file).read().splitlines() if l)
+assert uids == want_uids, (sorted(uids)[:3], sorted(want_uids)[:3])
+assert names == want_names, (sorted(names)[:3], sorted(want_names)[:3])
+print(len(uids), len(names), html)
+"#;
+
+const CHECK_SLIP: &str = r#"
+import os, sys, zipfile
+path, root, want = sys.argv[1], sys.argv[2], int(sys.argv[3])
+z = zipfile.ZipFile(path)
+assert z.testzip() is None
+for n in z.namelist():
+    assert not n.startswith('/') and '\\' not in n and ':' not in n, n
+    for part in n.rstrip('/').split('/'):
+        assert part not in ('', '.', '..'), n
+        assert len(part.encode()) <= 255, n
+        assert not part.endswith(('.', ' ')), n
+        assert part.split('.')[0].upper() not in ('CON', 'PRN', 'AUX', 'NUL'), n
+z.extractall(root)
+real_root = os.path.realpath(root)
+files = 0
+for d, dirs, fs in os.walk(root):
+    for f in fs:
+        p = os.path.realpath(os.path.join(d, f))
+        assert p.startswith(real_root + os.sep), p
+        files += 1
+assert files == want, (files, want)
+print(files)
+"#;
+
+fn python(script: &str, args: &[&str]) -> String {
+    python_with("python3", script, args)
+}
+
+fn python_with(exe: &str, script: &str, args: &[&str]) -> String {
+    let out = Command::new(exe)
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "python failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+fn unzip_test(path: &Path) {
+    let out = Command::new("unzip").arg("-tq").arg(path).output().unwrap();
+    assert!(
+        out.status.success(),
+        "unzip -t failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A venv with `icalendar` and `vobject`, or `None` (with the reason printed) when pip cannot
+/// reach the registry.
+fn venv() -> Option<PathBuf> {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("export-venv");
+    let py = dir.join("bin/python");
+    let ready = |py: &Path| {
+        Command::new(py)
+            .args(["-c", "import icalendar, vobject"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if ready(&py) {
+        return Some(py);
+    }
+    let ok = Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&dir)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "python3 -m venv failed");
+    let pip = Command::new(dir.join("bin/pip"))
+        .args(["install", "-q", "icalendar", "vobject"])
+        .output()
+        .unwrap();
+    if !pip.status.success() {
+        println!(
+            "skipping the icalendar/vobject checks: pip could not install them: {}",
+            String::from_utf8_lossy(&pip.stderr)
+        );
+        return None;
+    }
+    assert!(ready(&py));
+    Some(py)
+}
+
+fn subtree(repo: &Repository, run: RunId, root: &VersionRecord, out: &mut Vec<VersionRecord>) {
+    for c in repo.list_children(root.node, run).unwrap() {
+        subtree(repo, run, &c, out);
+        out.push(c);
+    }
+}
+
+fn content(repo: &Repository, v: &VersionRecord) -> Vec<u8> {
+    let mut buf = Vec::new();
+    repo.read_content(v.content.unwrap().id)
+        .unwrap()
+        .read_to_end(&mut buf)
+        .unwrap();
+    buf
+}
+
+/// Writes the contents of `items` into a fresh directory, one file each.
+fn expected_dir(base: &Path, name: &str, repo: &Repository, items: &[&VersionRecord]) -> PathBuf {
+    let dir = base.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    for (i, v) in items.iter().enumerate() {
+        std::fs::write(dir.join(i.to_string()), content(repo, v)).unwrap();
+    }
+    dir
+}
+
+#[actix_web::test]
+async fn exports_of_a_backed_up_tenant_read_back_with_independent_tools() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = SimOptions::new(Profile::Tiny);
+    opts.state_dir = Some(dir.path().join("sim"));
+    let sim = Simulator::start(opts).await.unwrap();
+    let r = sim.ready().clone();
+    let spec = TaskSpec {
+        name: "t".into(),
+        cloud: "custom".into(),
+        login_endpoint: Some(r.login_endpoint.clone()),
+        graph_endpoint: Some(r.graph_endpoint.clone()),
+        ca_cert: None,
+        tenant_id: r.tenant_id.clone(),
+        app_id: r.app_id.clone(),
+        admin_email: None,
+        services: [
+            Service::Mail,
+            Service::Calendar,
+            Service::Contacts,
+            Service::Onedrive,
+            Service::Teams,
+        ]
+        .into_iter()
+        .collect(),
+        include_users: vec![],
+        exclude_users: vec![],
+        include_groups: vec![],
+        exclude_groups: vec![],
+        include_sites: vec![],
+        exclude_sites: vec![],
+        auto_discovery: Default::default(),
+        schedule: Default::default(),
+        retention: Default::default(),
+        portal: false,
+        repo: dir.path().join("repo"),
+    };
+    let creds = Credentials {
+        pfx: std::fs::read(&r.cert_pfx).unwrap(),
+        password: r.cert_password.clone(),
+    };
+    let repo = Repository::create(&spec.repo, &CreateOptions::default()).unwrap();
+    let client = backhome::connect::client(&spec, &creds).unwrap();
+    let summary = backup::run(
+        client,
+        repo.clone(),
+        &spec,
+        Arc::new(Progress::default()),
+        Arc::new(AtomicBool::new(false)),
+    )
+    .await
+    .unwrap();
+    sim.stop().await;
+    let run = RunId(summary.run_id);
+
+    // The user with the most mail, and what the repository holds for them.
+    let mut best: Option<(usize, String, Vec<VersionRecord>)> = None;
+    for o in repo.objects().unwrap() {
+        if o.info.kind != ObjectKind::User {
+            continue;
+        }
+        let mut all = Vec::new();
+        for root in repo.roots(o.id, run).unwrap() {
+            subtree(&repo, run, &root, &mut all);
+        }
+        let n = all.iter().filter(|v| v.kind == NodeKind::Message).count();
+        if best.as_ref().is_none_or(|b| n > b.0) {
+            best = Some((n, o.info.address.clone().unwrap(), all));
+        }
+    }
+    let (n_messages, upn, items) = best.unwrap();
+    assert!(n_messages > 0);
+    let of =
+        |k: NodeKind| -> Vec<&VersionRecord> { items.iter().filter(|v| v.kind == k).collect() };
+    let (messages, files, events, contacts) = (
+        of(NodeKind::Message),
+        of(NodeKind::File),
+        of(NodeKind::Event),
+        of(NodeKind::Contact),
+    );
+    assert!(!files.is_empty() && !events.is_empty() && !contacts.is_empty());
+    let base = dir.path().join("expected");
+    let mail_dir = expected_dir(&base, "mail", &repo, &messages);
+    let drive_dir = expected_dir(&base, "drive", &repo, &files);
+
+    // ZIP of the mailbox, the drive, the calendar and the contacts, and every team.
+    let selection: Vec<String> = ["mail", "onedrive", "calendar", "contacts"]
+        .iter()
+        .map(|w| format!("/users/{upn}/{w}"))
+        .chain(["/teams".to_owned()])
+        .collect();
+    let zip_path = dir.path().join("export.zip");
+    let report = export::export_zip(
+        &repo,
+        run,
+        &selection,
+        std::io::BufWriter::new(std::fs::File::create(&zip_path).unwrap()),
+    )
+    .unwrap();
+    assert_eq!(
+        report.written,
+        std::fs::metadata(&zip_path).unwrap().len(),
+        "{report:?}"
+    );
+    unzip_test(&zip_path);
+    let user_dir = format!("users/{}/", sanitize_component(&upn));
+    let zp = zip_path.to_str().unwrap();
+    let n = python(
+        CHECK_ZIP,
+        &[
+            zp,
+            &format!("{user_dir}mail/"),
+            ".eml",
+            mail_dir.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(n, messages.len().to_string());
+    let n = python(
+        CHECK_ZIP,
+        &[
+            zp,
+            &format!("{user_dir}onedrive/"),
+            "",
+            drive_dir.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(n, files.len().to_string());
+
+    // Events and contacts parse with independent iCalendar and vCard parsers.
+    let uids: BTreeSet<String> = events
+        .iter()
+        .map(|v| {
+            let j: Value = serde_json::from_slice(&content(&repo, v)).unwrap();
+            j["iCalUId"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    let fns: BTreeSet<String> = contacts
+        .iter()
+        .map(|v| {
+            let j: Value = serde_json::from_slice(&content(&repo, v)).unwrap();
+            j["displayName"].as_str().unwrap().trim().to_owned()
+        })
+        .collect();
+    let uids_file = dir.path().join("uids.txt");
+    let fns_file = dir.path().join("fns.txt");
+    std::fs::write(
+        &uids_file,
+        uids.iter().cloned().collect::<Vec<_>>().join("\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        &fns_file,
+        fns.iter().cloned().collect::<Vec<_>>().join("\n"),
+    )
+    .unwrap();
+    let channel_posts = repo
+        .objects()
+        .unwrap()
+        .iter()
+        .flat_map(|o| repo.roots(o.id, run).unwrap())
+        .filter(|r| r.name == "channels")
+        .map(|r| {
+            let mut all = Vec::new();
+            subtree(&repo, run, &r, &mut all);
+            all.iter()
+                .filter(|v| v.kind == NodeKind::ChannelMessage)
+                .count()
+        })
+        .sum::<usize>();
+    if let Some(py) = venv() {
+        let out = python_with(
+            py.to_str().unwrap(),
+            CHECK_ICS_VCF,
+            &[zp, uids_file.to_str().unwrap(), fns_file.to_str().unwrap()],
+        );
+        assert_eq!(
+            out,
+            format!("{} {} {channel_posts}", uids.len(), fns.len()),
+            "uids, contact names, transcripts"
+        );
+    }
+
+    // MBOX of the mailbox.
+    let mbox_path = dir.path().join("mail.mbox");
+    let report = export::export_mbox(
+        &repo,
+        run,
+        &[format!("/users/{upn}/mail")],
+        std::fs::File::create(&mbox_path).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(report.items, messages.len() as u64);
+    assert_eq!(report.written, std::fs::metadata(&mbox_path).unwrap().len());
+    let n = python(
+        CHECK_MBOX,
+        &[mbox_path.to_str().unwrap(), mail_dir.to_str().unwrap()],
+    );
+    assert_eq!(n, messages.len().to_string());
+
+    // A drive has no mail: MBOX refuses it; a path that does not exist is an error.
+    assert!(matches!(
+        export::export_mbox(
+            &repo,
+            run,
+            &[format!("/users/{upn}/onedrive")],
+            std::io::sink()
+        ),
+        Err(export::ExportError::NoMail)
+    ));
+    assert!(export::export_zip(&repo, run, &["/users/nobody".into()], std::io::sink()).is_err());
+}
+
+/// A repository with one user and a drive holding `files` (name → bytes) at the root and inside
+/// a folder named `..`.
+fn hostile_repo(path: &Path, names: &[String]) -> (Repository, RunId) {
+    let repo = Repository::create(path, &CreateOptions::default()).unwrap();
+    let mut w = repo.begin_run().unwrap();
+    let obj = w
+        .upsert_object(&ObjectInfo {
+            kind: ObjectKind::User,
+            graph_id: "u1".into(),
+            name: "Ann".into(),
+            address: Some("ann@contoso.com".into()),
+            extra: json!({}),
+        })
+        .unwrap();
+    let root = w.node(obj, "root:onedrive", NodeKind::Root).unwrap();
+    w.put_version(
+        root,
+        &NewVersion {
+            name: "onedrive".into(),
+            ..NewVersion::default()
+        },
+    )
+    .unwrap();
+    let sub = w.node(obj, "folder-dotdot", NodeKind::DriveFolder).unwrap();
+    w.put_version(
+        sub,
+        &NewVersion {
+            parent: Some(root),
+            name: "..".into(),
+            ..NewVersion::default()
+        },
+    )
+    .unwrap();
+    for (i, name) in names.iter().enumerate() {
+        for (parent, tag) in [(root, "r"), (sub, "s")] {
+            let data = format!("{tag}{i}:{name}");
+            let stored = w.put_bytes(data.as_bytes()).unwrap();
+            let node = w.node(obj, &format!("{tag}{i}"), NodeKind::File).unwrap();
+            w.put_version(
+                node,
+                &NewVersion {
+                    parent: Some(parent),
+                    name: name.clone(),
+                    content: Some(stored.content),
+                    size: stored.content.size,
+                    ..NewVersion::default()
+                },
+            )
+            .unwrap();
+        }
+    }
+    let report = w.commit(&json!({})).unwrap();
+    let _ = report;
+    let run = repo.latest_run().unwrap().unwrap();
+    (repo, run)
+}
+
+#[test]
+fn hostile_names_never_leave_the_archive_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let names: Vec<String> = [
+        "../../etc/passwd",
+        "..",
+        ".",
+        "",
+        "/etc/shadow",
+        "C:\\x",
+        "C:",
+        "CON.txt",
+        "con",
+        "a/../../b",
+        "..\\..\\windows\\system32",
+        "trailing dots...",
+        "trailing space ",
+        "🎉 emoji 👩‍👩‍👧.txt",
+        "Cafe\u{301}.txt",
+        "café.txt",
+        "x\u{1b}y\u{7}z",
+        "Report.docx",
+        "REPORT.DOCX",
+        "report.docx",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .chain([format!("{}.pdf", "n".repeat(1000)), "é".repeat(1000)])
+    .collect();
+    let (repo, run) = hostile_repo(&dir.path().join("repo"), &names);
+    let zip_path = dir.path().join("hostile.zip");
+    let report = export::export_zip(
+        &repo,
+        run,
+        &["/users/ann@contoso.com/onedrive".into()],
+        std::fs::File::create(&zip_path).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(report.items, 2 * names.len() as u64);
+    unzip_test(&zip_path);
+    let root = dir.path().join("extract");
+    std::fs::create_dir(&root).unwrap();
+    let n = python(
+        CHECK_SLIP,
+        &[
+            zip_path.to_str().unwrap(),
+            root.to_str().unwrap(),
+            &(2 * names.len()).to_string(),
+        ],
+    );
+    assert_eq!(n, (2 * names.len()).to_string());
+    // Nothing was written next to the extraction root.
+    let outside: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let mut outside = outside;
+    outside.sort();
+    assert_eq!(outside, ["extract", "hostile.zip", "repo"]);
+    // Also extracted by `unzip`, which keeps names as given (no sanitising of its own).
+    let root2 = dir.path().join("extract-unzip");
+    let out = Command::new("unzip")
+        .args(["-q", "-o"])
+        .arg(&zip_path)
+        .arg("-d")
+        .arg(&root2)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut count = 0;
+    let mut stack = vec![root2.clone()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            assert!(p.canonicalize().unwrap().starts_with(&root2));
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                count += 1;
+            }
+        }
+    }
+    assert_eq!(count, 2 * names.len());
+}
+
+const CHILD_ENV: &str = "BACKHOME_EXPORT_MEMORY_CHILD";
+const LARGE: u64 = 300 << 20;
+
+/// A deterministic, incompressible byte stream.
+struct Noise {
+    left: u64,
+    state: u64,
+}
+
+impl Read for Noise {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = (buf.len() as u64).min(self.left) as usize;
+        for chunk in buf[..n].chunks_mut(8) {
+            self.state ^= self.state << 13;
+            self.state ^= self.state >> 7;
+            self.state ^= self.state << 17;
+            let b = self.state.to_le_bytes();
+            chunk.copy_from_slice(&b[..chunk.len()]);
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+fn peak_rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// Counts what it is given and keeps nothing.
+struct CountingSink(u64);
+
+impl Write for CountingSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len() as u64;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Run by [`exporting_a_large_file_keeps_memory_bounded`] in a child process.
+#[test]
+#[ignore = "run as a child process by exporting_a_large_file_keeps_memory_bounded"]
+fn memory_child() {
+    let Some(path) = std::env::var_os(CHILD_ENV) else {
+        return;
+    };
+    let repo = Repository::open(&path, None).unwrap();
+    let run = repo.latest_run().unwrap().unwrap();
+    let before = peak_rss_kib();
+    let mut sink = CountingSink(0);
+    let report = export::export_zip(
+        &repo,
+        run,
+        &["/users/ann@contoso.com/onedrive".into()],
+        &mut sink,
+    )
+    .unwrap();
+    assert_eq!(report.written, sink.0);
+    println!(
+        "RESULT before_kib={before} peak_kib={} bytes={} written={}",
+        peak_rss_kib(),
+        report.bytes,
+        report.written
+    );
+}
+
+#[test]
+fn exporting_a_large_file_keeps_memory_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("repo");
+    {
+        let repo = Repository::create(&path, &CreateOptions::default()).unwrap();
+        let mut w = repo.begin_run().unwrap();
+        let obj = w
+            .upsert_object(&ObjectInfo {
+                kind: ObjectKind::User,
+                graph_id: "u1".into(),
+                name: "Ann".into(),
+                address: Some("ann@contoso.com".into()),
+                extra: json!({}),
+            })
+            .unwrap();
+        let root = w.node(obj, "root:onedrive", NodeKind::Root).unwrap();
+        w.put_version(
+            root,
+            &NewVersion {
+                name: "onedrive".into(),
+                ..NewVersion::default()
+            },
+        )
+        .unwrap();
+        let stored = w
+            .put_content(Noise {
+                left: LARGE,
+                state: 0x9E37_79B9_7F4A_7C15,
+            })
+            .unwrap();
+        let node = w.node(obj, "big", NodeKind::File).unwrap();
+        w.put_version(
+            node,
+            &NewVersion {
+                parent: Some(root),
+                name: "big.bin".into(),
+                content: Some(stored.content),
+                size: stored.content.size,
+                ..NewVersion::default()
+            },
+        )
+        .unwrap();
+        w.commit(&json!({})).unwrap();
+    }
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--ignored",
+            "--exact",
+            "memory_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_ENV, &path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = stdout
+        .lines()
+        .find_map(|l| l.split_once("RESULT ").map(|(_, r)| r))
+        .unwrap_or_else(|| panic!("no result from the child: {stdout}"));
+    let field = |k: &str| -> u64 {
+        line.split_whitespace()
+            .find_map(|f| f.strip_prefix(&format!("{k}=")))
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    println!("{line}");
+    assert_eq!(field("bytes"), LARGE);
+    assert!(field("written") > LARGE);
+    let peak_mib = field("peak_kib") / 1024;
+    assert!(
+        peak_mib < 100,
+        "peak RSS {peak_mib} MiB exporting {} MiB",
+        LARGE >> 20
+    );
+}
