@@ -50,7 +50,7 @@ struct EventModel {
     start: i64,
     end: i64,
     recurrence: Option<Recurrence>,
-    attachment: Option<(String, String, Vec<u8>)>,
+    attachments: Vec<(String, String, Vec<u8>)>,
 }
 
 fn recurrence_json(r: &Recurrence, start: i64) -> Value {
@@ -106,11 +106,27 @@ fn model(state: &SimState, mb: &Mailbox, owner: &Person, ev: &Event) -> EventMod
     let mut attendees: Vec<Value> = spec.attendees.iter().map(|p| json!({"type": "required", "status": {"response": "none", "time": "0001-01-01T00:00:00Z"}, "emailAddress": {"name": p.name, "address": p.address}})).collect();
     let mut location = spec.location.clone();
     let mut all_day = spec.all_day;
-    let attachment = spec
+    let mut attachments: Vec<(String, String, Vec<u8>)> = spec
         .attachment
         .as_ref()
-        .map(|a| (a.name.clone(), a.content_type.clone(), a.bytes()));
+        .map(|a| (a.name.clone(), a.content_type.clone(), a.bytes()))
+        .into_iter()
+        .collect();
     if let Some(j) = &ev.json {
+        attachments = j["attachments"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|a| {
+                let data = STANDARD.decode(a["contentBytes"].as_str()?).ok()?;
+                let name = a["name"].as_str().unwrap_or("attachment").to_string();
+                let ct = a["contentType"].as_str().map_or_else(
+                    || crate::content::mime_type(&name).to_string(),
+                    str::to_string,
+                );
+                Some((name, ct, data))
+            })
+            .collect();
         subject = j["subject"].as_str().unwrap_or("").to_string();
         if j["body"].is_object() {
             body = j["body"].clone();
@@ -131,7 +147,7 @@ fn model(state: &SimState, mb: &Mailbox, owner: &Person, ev: &Event) -> EventMod
             .to_string();
         all_day = j["isAllDay"].as_bool().unwrap_or(false);
     }
-    let has_att = ev.json.is_none() && attachment.is_some();
+    let has_att = !attachments.is_empty();
     let json = json!({
         "@odata.etag": format!("W/\"DwAAABYAAA{}\"", STANDARD.encode(ev.changed_seq.to_be_bytes())),
         "id": id,
@@ -166,7 +182,7 @@ fn model(state: &SimState, mb: &Mailbox, owner: &Person, ev: &Event) -> EventMod
         start,
         end,
         recurrence,
-        attachment: if ev.json.is_none() { attachment } else { None },
+        attachments,
     }
 }
 
@@ -336,8 +352,12 @@ fn route_cell(
             &owner,
             &format!("{base}/calendarView/delta"),
         ),
-        (_, ["events", _, tail @ ..]) | (_, ["calendar", "events", _, tail @ ..]) => {
-            let id = if l[0] == "events" { rest[1] } else { rest[2] };
+        (_, ["events", _, ..]) | (_, ["calendar", "events", _, ..]) => {
+            let (id, tail) = if l[0] == "events" {
+                (rest[1], &rest[2..])
+            } else {
+                (rest[2], &rest[3..])
+            };
             event_item(state, req, cell, &owner, id, tail)
         }
         (Method::Get, ["contactfolders"]) => state.tenant.with_mailbox(cell, |mb| {
@@ -483,26 +503,67 @@ fn event_item(
             }
             None => GraphResponse::exchange_not_found(),
         }),
-        (Method::Get, ["attachments", rest @ ..]) => state.tenant.with_mailbox(cell, |mb| {
+        (Method::Get, ["attachments", ..]) => state.tenant.with_mailbox(cell, |mb| {
+            let rest = &tail[1..];
             let Some(e) = resolve_event(state, mb, id).and_then(|s| mb.events[s as usize].as_ref()) else { return GraphResponse::exchange_not_found() };
             let m = model(state, mb, owner, e);
             let atts: Vec<Value> = m
-                .attachment
+                .attachments
                 .iter()
-                .map(|(name, ct, bytes)| json!({"@odata.type": "#microsoft.graph.fileAttachment", "id": oid(state, OutlookKind::Attachment, mb.idx, e.serial, 1 << 20),
+                .enumerate()
+                .map(|(i, (name, ct, bytes))| json!({"@odata.type": "#microsoft.graph.fileAttachment",
+                    "id": oid(state, OutlookKind::Attachment, mb.idx, e.serial, (1 << 20) + u32::try_from(i).unwrap_or(0)),
                     "lastModifiedDateTime": iso(e.modified), "name": name, "contentType": ct, "size": bytes.len(), "isInline": false, "contentId": null,
                     "contentLocation": null, "contentBytes": STANDARD.encode(bytes)}))
                 .collect();
+            let index = |aid: &str| {
+                state.tenant.codec.decode_outlook(aid).filter(|k| k.kind == OutlookKind::Attachment && k.serial == e.serial && k.mailbox == mb.idx).and_then(|k| usize::try_from(k.sub.checked_sub(1 << 20)?).ok())
+            };
             match rest {
                 [] => GraphResponse::ok(json!({"value": atts})),
-                [_, "$value"] => match &m.attachment {
+                [aid, v] if v.eq_ignore_ascii_case("$value") => match index(aid).and_then(|i| m.attachments.get(i)) {
                     Some((_, ct, bytes)) => GraphResponse::raw(200, Bytes::from(bytes.clone()), ct),
                     None => GraphResponse::exchange_not_found(),
                 },
-                [_] => atts.into_iter().next().map_or_else(GraphResponse::exchange_not_found, GraphResponse::ok),
+                [aid] => index(aid).and_then(|i| atts.get(i).cloned()).map_or_else(GraphResponse::exchange_not_found, GraphResponse::ok),
                 _ => GraphResponse::bad_url("attachments"),
             }
         }),
+        (Method::Post, ["attachments"]) => {
+            let body = match req.json() {
+                Ok(b) => b,
+                Err(e) => return e,
+            };
+            if body["contentBytes"].as_str().and_then(|b| STANDARD.decode(b).ok()).is_none() {
+                return GraphResponse::error(400, "ErrorInvalidRequest", "contentBytes must be valid base64.");
+            }
+            let seq = state.tenant.next_seq();
+            state.tenant.with_mailbox_mut(cell, |mb| {
+                let Some(s) = resolve_event(state, mb, id) else { return GraphResponse::exchange_not_found() };
+                let current = mb.events[s as usize].as_ref().map(|e| model(state, mb, owner, e));
+                let Some(current) = current else { return GraphResponse::exchange_not_found() };
+                let mut j = current.json;
+                let mut list: Vec<Value> = current
+                    .attachments
+                    .iter()
+                    .map(|(n, ct, b)| json!({"@odata.type": "#microsoft.graph.fileAttachment", "name": n, "contentType": ct, "contentBytes": STANDARD.encode(b)}))
+                    .collect();
+                let index = list.len();
+                list.push(body.clone());
+                j["attachments"] = Value::Array(list);
+                if let Some(Some(e)) = mb.events.get_mut(s as usize) {
+                    e.json = Some(Arc::new(j));
+                    e.changed_seq = seq;
+                    e.modified = now();
+                }
+                let mut out = body;
+                out["id"] = json!(oid(state, OutlookKind::Attachment, mb.idx, s, (1 << 20) + u32::try_from(index).unwrap_or(0)));
+                if let Some(o) = out.as_object_mut() {
+                    o.remove("contentBytes");
+                }
+                GraphResponse::json(201, out)
+            })
+        }
         (Method::Patch, []) => {
             let body = match req.json() {
                 Ok(b) => b,
@@ -511,8 +572,18 @@ fn event_item(
             let seq = state.tenant.next_seq();
             state.tenant.with_mailbox_mut(cell, |mb| {
                 let Some(s) = resolve_event(state, mb, id) else { return GraphResponse::exchange_not_found() };
-                let current = mb.events[s as usize].as_ref().map(|e| model(state, mb, owner, e).json).unwrap_or_default();
-                let mut merged = current;
+                let Some(current) = mb.events[s as usize].as_ref().map(|e| model(state, mb, owner, e)) else {
+                    return GraphResponse::exchange_not_found();
+                };
+                let mut merged = current.json;
+                // Keep the attachments the event has (they are not part of its JSON view).
+                merged["attachments"] = Value::Array(
+                    current
+                        .attachments
+                        .iter()
+                        .map(|(n, ct, b)| json!({"@odata.type": "#microsoft.graph.fileAttachment", "name": n, "contentType": ct, "contentBytes": STANDARD.encode(b)}))
+                        .collect(),
+                );
                 if let (Value::Object(m), Value::Object(b)) = (&mut merged, &body) {
                     for (k, v) in b {
                         m.insert(k.clone(), v.clone());

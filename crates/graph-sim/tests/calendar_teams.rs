@@ -327,3 +327,46 @@ async fn group_calendars() {
     );
     h.sim.stop().await;
 }
+
+#[tokio::test]
+async fn event_attachments_added_for_restore() {
+    let h = common::start(Profile::Tiny).await;
+    let upn = h.first_user().await;
+    let (s, e) = h
+        .send(reqwest::Method::POST, &format!("/users/{upn}/events"), Some(json!({"subject": "Restored",
+            "start": {"dateTime": "2026-06-01T10:00:00", "timeZone": "UTC"}, "end": {"dateTime": "2026-06-01T11:00:00", "timeZone": "UTC"}})))
+        .await;
+    assert_eq!(s, 201, "{e}");
+    assert_eq!(e["hasAttachments"], false);
+    let id = e["id"].as_str().unwrap();
+    let (s, a) = h
+        .send(reqwest::Method::POST, &format!("/users/{upn}/events/{id}/attachments"), Some(json!({"@odata.type": "#microsoft.graph.fileAttachment", "name": "Agenda.txt", "contentBytes": "SGVsbG8="})))
+        .await;
+    assert_eq!(s, 201, "{a}");
+    let r = h
+        .http
+        .get(h.url(&format!(
+            "/users/{upn}/events/{id}/attachments/{}/$value",
+            a["id"].as_str().unwrap()
+        )))
+        .bearer_auth(&h.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(&r.bytes().await.unwrap()[..], b"Hello");
+    let (s, _) = h
+        .send(
+            reqwest::Method::PATCH,
+            &format!("/users/{upn}/events/{id}"),
+            Some(json!({"subject": "Renamed"})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let (_, again) = h.get(&format!("/users/{upn}/events/{id}")).await;
+    assert_eq!(
+        (again["subject"].as_str(), again["hasAttachments"].as_bool()),
+        (Some("Renamed"), Some(true))
+    );
+    h.sim.stop().await;
+}
