@@ -61,6 +61,14 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Cat { task, at, path } => {
             commands::cat(&data, &task, at.as_deref(), &path).map(|()| 0)
         }
+        Command::Export {
+            task,
+            at,
+            format,
+            out,
+            paths,
+        } => backhome::cli::export::export(&data, &task, at.as_deref(), format, &out, &paths)
+            .map(|()| 0),
     }
 }
 

@@ -152,7 +152,7 @@ pub fn task_delete(data: &Path, name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn open_repo(spec: &TaskSpec, create: bool) -> anyhow::Result<Repository> {
+pub(crate) fn open_repo(spec: &TaskSpec, create: bool) -> anyhow::Result<Repository> {
     if !spec.repo.join("config.json").exists() && create {
         if let Some(parent) = spec.repo.parent() {
             std::fs::create_dir_all(parent)
@@ -297,7 +297,7 @@ pub fn verify(data: &Path, task: &str, full: bool) -> anyhow::Result<i32> {
     Ok(1)
 }
 
-fn at_run(repo: &Repository, at: Option<&str>) -> anyhow::Result<RunId> {
+pub(crate) fn at_run(repo: &Repository, at: Option<&str>) -> anyhow::Result<RunId> {
     match at {
         None => repo
             .latest_run()?

@@ -2,6 +2,7 @@
 
 pub mod browse;
 pub mod commands;
+pub mod export;
 
 use std::path::PathBuf;
 
@@ -96,6 +97,24 @@ pub enum Command {
         at: Option<String>,
         /// The item's path.
         path: String,
+    },
+    /// Exports paths as a ZIP (folder tree, .eml/.ics/.vcf/.html, files) or an MBOX of their mail.
+    Export {
+        /// The task.
+        #[arg(long)]
+        task: String,
+        /// A run id or an RFC 3339 time; the newest run when absent.
+        #[arg(long)]
+        at: Option<String>,
+        /// `zip` or `mbox`.
+        #[arg(long, value_enum)]
+        format: export::Format,
+        /// The output file, or `-` for standard output.
+        #[arg(long)]
+        out: PathBuf,
+        /// The paths to export.
+        #[arg(required = true)]
+        paths: Vec<String>,
     },
 }
 
