@@ -512,7 +512,7 @@ fn mutate(state: &SimState, op: &Value) -> Result<Value, String> {
                     }
                     _ => {
                         let sn = decode(s(op, "id")?, OutlookKind::Contact).ok_or("unknown contact")?;
-                        crate::calendar::delete_contact(state, mb, sn, seq);
+                        crate::contacts::delete_contact(state, mb, sn, seq);
                         Ok(json!({"ok": true}))
                     }
                 }

@@ -35,6 +35,7 @@ mod auth;
 mod batch;
 mod calendar;
 mod certs;
+mod contacts;
 mod content;
 mod control;
 mod counters;
