@@ -16,6 +16,8 @@ pub fn client(spec: &TaskSpec, creds: &Credentials) -> Result<Client, backhome_g
     };
     let mut config = ClientConfig::new(cloud, spec.tenant_id.clone(), spec.app_id.clone());
     config.extra_ca_pem.clone_from(&spec.ca_cert);
+    // Enough for every mailbox of a run to use its four Exchange slots at once.
+    config.limits.global = crate::backup::OBJECTS_AT_ONCE * config.limits.per_resource;
     let credential = Credential::from_pkcs12_der(&creds.pfx, &creds.password)?;
     Client::new(config, credential)
 }

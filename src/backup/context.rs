@@ -3,12 +3,18 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use backhome_graph::{Client, Download};
+use backhome_graph::{Call, Client, Download, ErrorClass};
 use backhome_store::{Repository, RunId, RunWriter, StoreError, StoredContent};
-use futures_util::TryStreamExt;
+use futures_util::{StreamExt, TryStreamExt};
 use serde::Serialize;
 
 use super::progress::Progress;
+
+/// Content up to this size is downloaded into memory before it is written.
+pub const IN_MEMORY_MAX: usize = 1 << 20;
+
+/// How often a broken download is tried from the start within one run.
+const FETCH_ATTEMPTS: u32 = 3;
 
 /// One item that could not be backed up in this run; it is tried again next run.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
@@ -93,13 +99,54 @@ impl Ctx {
         .map_err(|e| RunError::Internal(e.to_string()))?
     }
 
-    /// Streams a download into the repository with bounded memory; counts its bytes.
+    /// Downloads `call` (a `$value` or a `/content`) into the repository and counts its bytes.
+    ///
+    /// Content up to [`IN_MEMORY_MAX`] is read into memory first, so the run writer is held only
+    /// for the write; larger content streams through the writer with bounded memory. A download
+    /// that breaks off in a way the client could not resume is tried again from the start.
     ///
     /// # Errors
     /// A Graph error while reading, or a store error while writing.
-    pub async fn store_download(
+    pub async fn fetch_into_store(
         &self,
         object: &str,
+        call: Call,
+    ) -> Result<StoredContent, RunError> {
+        let mut attempt = 1;
+        loop {
+            match self.fetch_once(object, call.clone()).await {
+                Err(RunError::Graph(e))
+                    if attempt < FETCH_ATTEMPTS && matches!(e.class(), ErrorClass::Temporary) =>
+                {
+                    tracing::debug!(target = call.target(), error = %e, attempt, "download failed; trying again");
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn fetch_once(&self, object: &str, call: Call) -> Result<StoredContent, RunError> {
+        let mut download = self.client.download(call).await?;
+        let mut prefix = Vec::new();
+        while let Some(chunk) = download.next().await {
+            let chunk = chunk?;
+            Progress::add(&self.progress.bytes_downloaded, chunk.len() as u64);
+            prefix.extend_from_slice(&chunk);
+            if prefix.len() > IN_MEMORY_MAX {
+                return self.store_stream(object, prefix, download).await;
+            }
+        }
+        let stored = self.w(move |w| w.put_bytes(&prefix)).await?;
+        self.progress.object_item(object, stored.content.size);
+        Ok(stored)
+    }
+
+    /// Streams `prefix` and the rest of `download` into the repository.
+    async fn store_stream(
+        &self,
+        object: &str,
+        prefix: Vec<u8>,
         download: Download,
     ) -> Result<StoredContent, RunError> {
         let progress = Arc::clone(&self.progress);
@@ -115,7 +162,8 @@ impl Ctx {
             }
             std::io::Error::other(text)
         });
-        let reader = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(io));
+        let rest = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(io));
+        let reader = std::io::Read::chain(std::io::Cursor::new(prefix), rest);
         let stored = self.w(move |w| w.put_content(reader)).await;
         if let Ok(Some(e)) = failure.lock().map(|mut s| s.take()) {
             return Err(RunError::Graph(e));

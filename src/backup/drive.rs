@@ -182,18 +182,13 @@ impl DriveJob<'_> {
                 None
             }
             _ => {
-                let dl = ctx
-                    .client
-                    .download(
-                        Call::get(format!(
-                            "/drives/{}/items/{}/content",
-                            encode_segment(&self.drive_id),
-                            encode_segment(&item.id)
-                        ))
-                        .resource(self.drive_id.clone()),
-                    )
-                    .await?;
-                Some(ctx.store_download(self.label, dl).await?)
+                let call = Call::get(format!(
+                    "/drives/{}/items/{}/content",
+                    encode_segment(&self.drive_id),
+                    encode_segment(&item.id)
+                ))
+                .resource(self.drive_id.clone());
+                Some(ctx.fetch_into_store(self.label, call).await?)
             }
         };
         let outcome = match content {

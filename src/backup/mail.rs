@@ -249,18 +249,13 @@ impl Mailbox<'_> {
             super::count(ctx, outcome, true);
             return Ok(());
         }
-        let dl = ctx
-            .client
-            .download(
-                Call::get(format!(
-                    "{}/messages/{}/$value",
-                    self.base,
-                    encode_segment(&m.meta.id)
-                ))
-                .resource(self.base.clone()),
-            )
-            .await?;
-        let stored = ctx.store_download(self.label, dl).await?;
+        let call = Call::get(format!(
+            "{}/messages/{}/$value",
+            self.base,
+            encode_segment(&m.meta.id)
+        ))
+        .resource(self.base.clone());
+        let stored = ctx.fetch_into_store(self.label, call).await?;
         let search = search_text(&m);
         let v = NewVersion {
             parent: Some(folder),
