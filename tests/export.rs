@@ -400,6 +400,69 @@ async fn exports_of_a_backed_up_tenant_read_back_with_independent_tools() {
     );
     assert_eq!(n, messages.len().to_string());
 
+    // The command line writes the same bytes, to a file or to standard output.
+    let data = dir.path().join("data");
+    backhome::task::TaskStore::open(&data)
+        .unwrap()
+        .create(&spec, &creds)
+        .unwrap();
+    let cli = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_backhome"))
+            .arg("--data-dir")
+            .arg(&data)
+            .arg("export")
+            .args(["--task", "t", "--at", &run.0.to_string()])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let cli_zip = dir.path().join("cli.zip");
+    let mut args = vec!["--format", "zip", "--out", cli_zip.to_str().unwrap()];
+    args.extend(selection.iter().map(String::as_str));
+    let out = cli(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read(&cli_zip).unwrap(),
+        std::fs::read(&zip_path).unwrap()
+    );
+    let mail_path = format!("/users/{upn}/mail");
+    let out = cli(&["--format", "mbox", "--out", "-", &mail_path]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout, std::fs::read(&mbox_path).unwrap());
+    // A mistyped path is refused before the output is opened: the old file is kept.
+    let out = cli(&[
+        "--format",
+        "zip",
+        "--out",
+        cli_zip.to_str().unwrap(),
+        "/users/nobody/mail",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no such path"));
+    assert_eq!(
+        std::fs::read(&cli_zip).unwrap(),
+        std::fs::read(&zip_path).unwrap()
+    );
+    // A failed export removes its partial file.
+    let partial = dir.path().join("partial.mbox");
+    let out = cli(&[
+        "--format",
+        "mbox",
+        "--out",
+        partial.to_str().unwrap(),
+        &format!("/users/{upn}/onedrive"),
+    ]);
+    assert!(!out.status.success());
+    assert!(!partial.exists());
+
     // A drive has no mail: MBOX refuses it; a path that does not exist is an error.
     assert!(matches!(
         export::export_mbox(
@@ -711,4 +774,93 @@ fn exporting_a_large_file_keeps_memory_bounded() {
         "peak RSS {peak_mib} MiB exporting {} MiB",
         LARGE >> 20
     );
+}
+
+/// Zeros, without holding them.
+struct Zeros(u64);
+
+impl Read for Zeros {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = (buf.len() as u64).min(self.0) as usize;
+        buf[..n].fill(0);
+        self.0 -= n as u64;
+        Ok(n)
+    }
+}
+
+const CHECK_ZIP64: &str = r#"
+import sys, zipfile
+z = zipfile.ZipFile(sys.argv[1])
+infos = {i.filename: i for i in z.infolist()}
+big = infos['big/zeros.bin']
+assert big.file_size == int(sys.argv[2]), big.file_size
+assert big.CRC == int(sys.argv[3]), big.CRC
+assert infos['after.txt'].header_offset > 0xFFFFFFFF
+assert z.read('after.txt') == b'after the big one'
+print('ok')
+"#;
+
+#[test]
+fn entries_and_offsets_past_4_gib_use_zip64() {
+    use backhome::export::zip::{Method, ZipStream};
+    const BIG: u64 = (4 << 30) + 12_345;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.zip");
+    let t = time::OffsetDateTime::UNIX_EPOCH;
+    let mut z = ZipStream::new(std::io::BufWriter::new(
+        std::fs::File::create(&path).unwrap(),
+    ));
+    z.add_dir("big", t).unwrap();
+    assert_eq!(
+        z.add_file("big/zeros.bin", t, Method::Stored, BIG, &mut Zeros(BIG))
+            .unwrap(),
+        BIG
+    );
+    z.add_file(
+        "after.txt",
+        t,
+        Method::Deflated,
+        17,
+        &mut &b"after the big one"[..],
+    )
+    .unwrap();
+    let (w, written) = z.finish().unwrap();
+    drop(w);
+    assert_eq!(written, std::fs::metadata(&path).unwrap().len());
+    unzip_test(&path);
+    // `unzip -t` has checked the data against its CRC; Python checks sizes, CRC and offsets as
+    // the central directory gives them.
+    let mut crc = crc32fast::Hasher::new();
+    let zeros = vec![0u8; 1 << 20];
+    let mut left = BIG;
+    while left > 0 {
+        let n = left.min(zeros.len() as u64) as usize;
+        crc.update(&zeros[..n]);
+        left -= n as u64;
+    }
+    let crc = crc.finalize().to_string();
+    assert_eq!(
+        python(
+            CHECK_ZIP64,
+            &[path.to_str().unwrap(), &BIG.to_string(), &crc]
+        ),
+        "ok"
+    );
+}
+
+#[test]
+fn an_entry_larger_than_announced_is_an_error_not_a_corrupt_archive() {
+    use backhome::export::zip::{Method, ZipStream};
+    let t = time::OffsetDateTime::UNIX_EPOCH;
+    let mut z = ZipStream::new(std::io::sink());
+    let err = z
+        .add_file(
+            "x",
+            t,
+            Method::Stored,
+            10,
+            &mut Zeros(u64::from(u32::MAX) + 1),
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("announced"), "{err}");
 }
