@@ -72,6 +72,9 @@ pub fn export(
             }
         }
     };
+    for w in &report.warnings {
+        eprintln!("warning: {w}");
+    }
     eprintln!(
         "exported {} items ({} bytes of data, {} folders) from run {}: {} bytes written",
         report.items, report.bytes, report.folders, run.0, report.written

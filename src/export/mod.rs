@@ -48,6 +48,9 @@ pub struct ExportReport {
     pub bytes: u64,
     /// Bytes written to the output.
     pub written: u64,
+    /// Items exported in another form than asked for, with the reason (an event whose JSON
+    /// cannot be converted to iCalendar is exported as `.json`).
+    pub warnings: Vec<String>,
 }
 
 /// Why an export failed.
@@ -216,21 +219,30 @@ impl<W: Write> ZipExport<'_, W> {
             return Ok(());
         };
         let modified = v.modified.unwrap_or(OffsetDateTime::UNIX_EPOCH);
-        let (name, converted) = match v.kind {
-            NodeKind::Message => (with_extension(&v.name, ".eml"), None),
-            NodeKind::Event => (
-                with_extension(&v.name, ".ics"),
-                Some(convert::event(self.repo, path, content.id)?),
-            ),
-            NodeKind::Contact => (
-                with_extension(&v.name, ".vcf"),
-                Some(convert::contact(self.repo, path, content.id)?),
-            ),
-            NodeKind::ChannelMessage => (
-                with_extension(&v.name, ".html"),
-                Some(convert::conversation(self.repo, path, content.id)?),
-            ),
-            _ => (v.name.clone(), None),
+        let conversion = match v.kind {
+            NodeKind::Message => Some((".eml", None)),
+            NodeKind::Event => Some((".ics", Some(convert::event(self.repo, path, content.id)))),
+            NodeKind::Contact => {
+                Some((".vcf", Some(convert::contact(self.repo, path, content.id))))
+            }
+            NodeKind::ChannelMessage => Some((
+                ".html",
+                Some(convert::conversation(self.repo, path, content.id)),
+            )),
+            _ => None,
+        };
+        let (name, converted) = match conversion {
+            None => (v.name.clone(), None),
+            Some((ext, None)) => (with_extension(&v.name, ext), None),
+            Some((ext, Some(Ok(bytes)))) => (with_extension(&v.name, ext), Some(bytes)),
+            // An item that cannot be converted is exported as the JSON it was backed up as.
+            Some((_, Some(Err(ExportError::Convert { path, reason })))) => {
+                self.report
+                    .warnings
+                    .push(format!("{path}: {reason}; exported as JSON"));
+                (with_extension(&v.name, ".json"), None)
+            }
+            Some((_, Some(Err(e)))) => return Err(e),
         };
         let entry = self.dirs.entry(parent.to_owned()).or_default().file(&name);
         let full = archive_join(parent, &entry);
