@@ -893,3 +893,41 @@ fn an_entry_larger_than_announced_is_an_error_not_a_corrupt_archive() {
         .unwrap_err();
     assert!(err.to_string().contains("announced"), "{err}");
 }
+
+const CHECK_MANY: &str = r#"
+import sys, zipfile
+z = zipfile.ZipFile(sys.argv[1])
+names = z.namelist()
+assert len(names) == int(sys.argv[2]), len(names)
+assert z.read(names[-1]) == names[-1].encode()
+print(len(names))
+"#;
+
+#[test]
+fn more_than_65535_entries_use_a_zip64_end_record() {
+    use backhome::export::zip::{Method, ZipStream};
+    const N: usize = 70_000;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("many.zip");
+    let t = time::OffsetDateTime::UNIX_EPOCH;
+    let mut z = ZipStream::new(std::io::BufWriter::new(
+        std::fs::File::create(&path).unwrap(),
+    ));
+    for i in 0..N {
+        let name = format!("d{}/f{i}.txt", i % 7);
+        z.add_file(
+            &name,
+            t,
+            Method::Stored,
+            name.len() as u64,
+            &mut name.as_bytes(),
+        )
+        .unwrap();
+    }
+    z.finish().unwrap();
+    unzip_test(&path);
+    assert_eq!(
+        python(CHECK_MANY, &[path.to_str().unwrap(), &N.to_string()]),
+        N.to_string()
+    );
+}
