@@ -55,6 +55,26 @@ assert sorted(got) == sorted(want), f"{len(got)} messages, {len(want)} expected"
 print(len(got))
 "#;
 
+const CHECK_MBOX_ZIP: &str = r#"
+import hashlib, os, re, sys, zipfile, mailbox
+path, unpacked, expected = sys.argv[1:4]
+z = zipfile.ZipFile(path)
+names = [n for n in z.namelist() if not n.endswith('/')]
+assert all(n.endswith('.mbox') for n in names), names
+z.extractall(unpacked)
+got = []
+for n in names:
+    box = mailbox.mbox(os.path.join(unpacked, n), create=False)
+    keys = box.keys()
+    assert keys, n
+    for key in keys:
+        raw = re.sub(rb'(?m)^>(>*From )', rb'\1', box.get_bytes(key))
+        got.append(hashlib.sha256(raw).hexdigest())
+want = [hashlib.sha256(open(os.path.join(expected, f), 'rb').read()).hexdigest() for f in os.listdir(expected)]
+assert sorted(got) == sorted(want), f"{len(got)} messages, {len(want)} expected"
+print(len(names), len(got))
+"#;
+
 const CHECK_ICS_VCF: &str = r#"
 import sys, zipfile, icalendar, vobject
 path, uids_file, names_file = sys.argv[1:4]
@@ -429,14 +449,62 @@ async fn exports_of_a_backed_up_tenant_read_back_with_independent_tools() {
         std::fs::read(&cli_zip).unwrap(),
         std::fs::read(&zip_path).unwrap()
     );
-    let mail_path = format!("/users/{upn}/mail");
-    let out = cli(&["--format", "mbox", "--out", "-", &mail_path]);
+    // MBOX of one folder: one stream, as the library writes it.
+    let folder_path = backhome::cli::browse::list(&repo, run, &format!("/users/{upn}/mail"), true)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == "mail_folder")
+        .map(|e| {
+            let children = backhome::cli::browse::list(&repo, run, &e.path, false).unwrap();
+            (children, e)
+        })
+        .filter(|(children, _)| children.iter().all(|c| c.kind != "mail_folder"))
+        .max_by_key(|(children, _)| children.iter().filter(|c| c.kind == "message").count())
+        .map(|(_, e)| e)
+        .unwrap()
+        .path;
+    let out = cli(&["--format", "mbox", "--out", "-", &folder_path]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(out.stdout, std::fs::read(&mbox_path).unwrap());
+    let mut one = Vec::new();
+    let report =
+        export::export_mbox(&repo, run, std::slice::from_ref(&folder_path), &mut one).unwrap();
+    assert!(report.items > 0);
+    assert!(out.stdout == one, "the command line's MBOX differs");
+    // MBOX of the whole mailbox: one .mbox per folder holding mail, in a ZIP.
+    let folders: BTreeSet<_> = messages.iter().map(|v| v.parent.unwrap()).collect();
+    let mail_path = format!("/users/{upn}/mail");
+    let per_folder = dir.path().join("per-folder.zip");
+    let out = cli(&[
+        "--format",
+        "mbox",
+        "--out",
+        per_folder.to_str().unwrap(),
+        &mail_path,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        folders.len() > 1,
+        "the tiny tenant has mail in several folders"
+    );
+    unzip_test(&per_folder);
+    let unpacked = dir.path().join("per-folder");
+    let n = python(
+        CHECK_MBOX_ZIP,
+        &[
+            per_folder.to_str().unwrap(),
+            unpacked.to_str().unwrap(),
+            mail_dir.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(n, format!("{} {}", folders.len(), messages.len()));
     // A mistyped path is refused before the output is opened: the old file is kept.
     let out = cli(&[
         "--format",

@@ -1,8 +1,9 @@
 //! `backhome export --task NAME [--at RUN_ID|RFC3339] --format zip|mbox --out FILE|- PATH…`.
 //!
-//! `--format zip` writes one ZIP of all selected paths; `--format mbox` one mboxrd stream of every
-//! message under them (folders flattened, in folder order: export one folder at a time for one
-//! MBOX per folder). Every path is checked before the output is opened, so a mistyped path never
+//! `--format zip` writes one ZIP of all selected paths. `--format mbox` writes one mboxrd stream
+//! when the selection holds mail in one folder (or selected messages), and when several folders
+//! hold mail a ZIP with one `.mbox` per folder, the folder tree kept (it says so on standard
+//! error). Every path is checked before the output is opened, so a mistyped path never
 //! truncates an existing file; an export that fails half-way removes its partial file.
 
 use std::io::{BufWriter, Write};
@@ -21,7 +22,8 @@ use crate::task::TaskStore;
 pub enum Format {
     /// A ZIP with the folder tree: `.eml`, `.ics`, `.vcf`, files, `.html` transcripts.
     Zip,
-    /// One mboxrd stream of the selected mail.
+    /// One mboxrd stream of the selected mail; a ZIP of one `.mbox` per folder when several
+    /// folders hold mail.
     Mbox,
 }
 
@@ -44,9 +46,15 @@ pub fn export(
     for p in paths {
         browse::resolve(&repo, run, p)?;
     }
+    let per_folder =
+        format == Format::Mbox && export::mail_folders_with_mail(&repo, run, paths)? > 1;
+    if per_folder {
+        eprintln!("several mail folders selected: writing a ZIP with one .mbox per folder");
+    }
     let write = |w: &mut dyn Write| -> Result<ExportReport, export::ExportError> {
         match format {
             Format::Zip => export::export_zip(&repo, run, paths, w),
+            Format::Mbox if per_folder => export::export_mbox_per_folder(&repo, run, paths, w),
             Format::Mbox => export::export_mbox(&repo, run, paths, w),
         }
     };

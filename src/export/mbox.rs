@@ -234,6 +234,58 @@ impl<W: Write> Mbox<'_, W> {
     }
 }
 
+/// How many mail folders under `selections` hold messages.
+pub(super) fn count_folders(
+    repo: &Repository,
+    run: RunId,
+    selections: &[Vec<String>],
+) -> Result<usize, ExportError> {
+    fn walk(
+        repo: &Repository,
+        run: RunId,
+        v: &VersionRecord,
+        n: &mut usize,
+    ) -> Result<(), ExportError> {
+        if !matches!(v.kind, NodeKind::Root | NodeKind::MailFolder) {
+            return Ok(());
+        }
+        let mut has_mail = false;
+        for c in repo.list_children(v.node, run)? {
+            match c.kind {
+                NodeKind::Message => has_mail = true,
+                NodeKind::MailFolder => walk(repo, run, &c, n)?,
+                _ => {}
+            }
+        }
+        if has_mail {
+            *n += 1;
+        }
+        Ok(())
+    }
+    fn selection(
+        repo: &Repository,
+        run: RunId,
+        names: &[String],
+        n: &mut usize,
+    ) -> Result<(), ExportError> {
+        match browse::resolve(repo, run, &paths::join(names))? {
+            Target::Virtual(entries) => {
+                for e in entries {
+                    let sub = paths::split(&e.path).map_err(BrowseError::BadPath)?;
+                    selection(repo, run, &sub, n)?;
+                }
+            }
+            Target::Node(v) => walk(repo, run, &v, n)?,
+        }
+        Ok(())
+    }
+    let mut n = 0;
+    for s in selections {
+        selection(repo, run, s, &mut n)?;
+    }
+    Ok(n)
+}
+
 /// Writes the mboxrd stream of the messages under `selections`.
 pub(super) fn export<W: Write>(
     repo: &Repository,

@@ -14,8 +14,9 @@
 //! **MBOX** ([`export_mbox`]): one mboxrd stream with every message under the selected paths, in
 //! folder order. Messages keep their bytes (line endings included); lines starting with `From `
 //! after any number of `>` get one more `>`, and a `From ` separator line carries the sender and the
-//! received time. A mail client imports it as one folder; for one file per folder, export each
-//! folder on its own.
+//! received time. A mail client imports it as one folder. [`export_mbox_per_folder`] writes a ZIP
+//! with one such file per mail folder instead (`Inbox.mbox`, `Inbox/Projects.mbox`, …); the
+//! command line picks it when several folders of the selection hold mail.
 
 mod convert;
 pub mod html;
@@ -152,6 +153,8 @@ struct ZipExport<'a, W: Write> {
     dirs: HashMap<String, Siblings>,
     written_dirs: HashSet<String>,
     report: ExportReport,
+    /// One `.mbox` per mail folder instead of the whole tree.
+    mbox: bool,
 }
 
 fn archive_join(parent: &str, name: &str) -> String {
@@ -206,6 +209,9 @@ impl<W: Write> ZipExport<'_, W> {
     }
 
     fn node(&mut self, parent: &str, path: &str, v: &VersionRecord) -> Result<(), ExportError> {
+        if self.mbox {
+            return self.mbox_node(parent, path, v);
+        }
         if is_folder(v.kind) {
             let dir = self.enter_dir(parent, &v.name, v.modified)?;
             for c in self.repo.list_children(v.node, self.run)? {
@@ -290,6 +296,7 @@ pub fn export_zip(
         dirs: HashMap::new(),
         written_dirs: HashSet::new(),
         report: ExportReport::default(),
+        mbox: false,
     };
     for s in &sel {
         ex.selection(s)?;
@@ -298,6 +305,53 @@ pub fn export_zip(
     let (_, written) = ex.zip.finish()?;
     report.written = written;
     Ok(report)
+}
+
+/// Writes a ZIP with one mboxrd file per mail folder under `paths`: `Inbox.mbox` next to an
+/// `Inbox/` directory holding its subfolders' files, under the full backup path as in
+/// [`export_zip`]. Streamed like [`export_zip`].
+///
+/// # Errors
+/// As [`export_mbox`].
+pub fn export_mbox_per_folder(
+    repo: &Repository,
+    run: RunId,
+    paths: &[String],
+    out: impl Write,
+) -> Result<ExportReport, ExportError> {
+    let sel = selections(paths)?;
+    let mut ex = ZipExport {
+        repo,
+        run,
+        zip: ZipStream::new(out),
+        dirs: HashMap::new(),
+        written_dirs: HashSet::new(),
+        report: ExportReport::default(),
+        mbox: true,
+    };
+    for s in &sel {
+        ex.selection(s)?;
+    }
+    if ex.report.items == 0 && ex.report.folders == 0 {
+        return Err(ExportError::NoMail);
+    }
+    let mut report = ex.report;
+    let (_, written) = ex.zip.finish()?;
+    report.written = written;
+    Ok(report)
+}
+
+/// How many mail folders under `paths` hold messages: what decides between one MBOX stream
+/// and [`export_mbox_per_folder`].
+///
+/// # Errors
+/// A path that does not exist, or a repository failure.
+pub fn mail_folders_with_mail(
+    repo: &Repository,
+    run: RunId,
+    paths: &[String],
+) -> Result<usize, ExportError> {
+    mbox::count_folders(repo, run, &selections(paths)?)
 }
 
 /// Writes one mboxrd stream of every message under `paths` at run `run` (see the module docs).
@@ -311,6 +365,90 @@ pub fn export_mbox(
     out: impl Write,
 ) -> Result<ExportReport, ExportError> {
     mbox::export(repo, run, &selections(paths)?, out)
+}
+
+impl<W: Write> ZipExport<'_, W> {
+    /// The MBOX-per-folder walk: a mail folder becomes `<name>.mbox` (if it holds messages)
+    /// and, for its subfolders, a `<name>/` directory.
+    fn mbox_node(
+        &mut self,
+        parent: &str,
+        path: &str,
+        v: &VersionRecord,
+    ) -> Result<(), ExportError> {
+        match v.kind {
+            NodeKind::Root | NodeKind::MailFolder => {}
+            NodeKind::Message => return self.mbox_file(parent, &v.name, std::slice::from_ref(v)),
+            _ => return Ok(()),
+        }
+        let children = self.repo.list_children(v.node, self.run)?;
+        let (messages, folders): (Vec<_>, Vec<_>) = children
+            .into_iter()
+            .filter(|c| matches!(c.kind, NodeKind::Message | NodeKind::MailFolder))
+            .partition(|c| c.kind == NodeKind::Message);
+        if v.kind == NodeKind::Root && messages.is_empty() && folders.is_empty() {
+            return Ok(());
+        }
+        if !messages.is_empty() {
+            self.mbox_file(parent, &v.name, &messages)?;
+        }
+        drop(messages);
+        if !folders.is_empty() {
+            let dir = self.enter_dir(parent, &v.name, v.modified)?;
+            for c in &folders {
+                let child_path = format!("{path}/{}", paths::encode_segment(&c.name));
+                self.mbox_node(&dir, &child_path, c)?;
+            }
+            self.dirs.remove(&dir);
+        }
+        Ok(())
+    }
+
+    fn mbox_file(
+        &mut self,
+        parent: &str,
+        name: &str,
+        messages: &[VersionRecord],
+    ) -> Result<(), ExportError> {
+        let entry_name = self
+            .dirs
+            .entry(parent.to_owned())
+            .or_default()
+            .file(&format!("{name}.mbox"));
+        let full = archive_join(parent, &entry_name);
+        // Quoting adds at most one byte per line; the separators are short.
+        let hint: u64 = messages
+            .iter()
+            .map(|m| m.size.saturating_mul(2) + 256)
+            .sum();
+        let method = if hint > DEFLATE_LIMIT {
+            Method::Stored
+        } else {
+            Method::Deflated
+        };
+        let modified = messages
+            .iter()
+            .filter_map(|m| m.modified)
+            .max()
+            .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+        let mut entry = self.zip.start_file(&full, modified, method, hint)?;
+        for m in messages {
+            let Some(content) = m.content else {
+                continue;
+            };
+            let line = mbox::separator(&m.metadata, m.modified);
+            entry.write_all(line.as_bytes())?;
+            let mut reader = self.repo.read_content(content.id)?;
+            let mut q = mbox::Quoter::new(&mut entry);
+            let n = io::copy(&mut reader, &mut q)?;
+            q.finish()?;
+            entry.write_all(b"\n")?;
+            self.report.items += 1;
+            self.report.bytes += n;
+        }
+        entry.finish()?;
+        Ok(())
+    }
 }
 
 /// Reads a whole (small) content: event, contact and conversation JSON.

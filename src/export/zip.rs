@@ -63,25 +63,6 @@ impl<W: Write> Write for Counting<W> {
     }
 }
 
-/// Hashes and counts the uncompressed data on its way in.
-struct Crc<W> {
-    inner: W,
-    hasher: crc32fast::Hasher,
-    size: u64,
-}
-
-impl<W: Write> Write for Crc<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.size += n as u64;
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-
 /// A ZIP archive being written to `W`.
 pub struct ZipStream<W: Write> {
     out: Counting<W>,
@@ -238,135 +219,134 @@ impl<W: Write> ZipStream<W> {
         size_hint: u64,
         data: &mut dyn Read,
     ) -> io::Result<u64> {
+        let mut entry = self.start_file(name, modified, method, size_hint)?;
+        let mut buf = vec![0u8; BUFFER];
+        copy(data, &mut entry, &mut buf)?;
+        entry.finish()
+    }
+
+    /// Starts a file entry to be written through the returned [`Entry`]; see
+    /// [`ZipStream::add_file`] for `size_hint`.
+    ///
+    /// # Errors
+    /// Writing the local header failed, or the name is too long.
+    pub fn start_file(
+        &mut self,
+        name: &str,
+        modified: OffsetDateTime,
+        method: Method,
+        size_hint: u64,
+    ) -> io::Result<Entry<'_, W>> {
         let zip64 = size_hint >= ZIP64_THRESHOLD;
         let flags = FLAG_UTF8 | FLAG_DATA_DESCRIPTOR;
         let offset = self.out.written;
         self.local_header(name, method, flags, modified, zip64)?;
         let start = self.out.written;
-        let mut buf = vec![0u8; BUFFER];
-        let (crc, size) = match method {
-            Method::Stored => {
-                let mut w = Crc {
-                    inner: &mut self.out,
-                    hasher: crc32fast::Hasher::new(),
-                    size: 0,
-                };
-                copy(data, &mut w, &mut buf)?;
-                (w.hasher.finalize(), w.size)
-            }
-            Method::Deflated => {
-                let enc = DeflateEncoder::new(&mut self.out, Compression::default());
-                let mut w = Crc {
-                    inner: enc,
-                    hasher: crc32fast::Hasher::new(),
-                    size: 0,
-                };
-                copy(data, &mut w, &mut buf)?;
-                let (crc, size) = (w.hasher.finalize(), w.size);
-                w.inner.finish()?;
-                (crc, size)
-            }
+        let Self {
+            out,
+            central,
+            entries,
+        } = self;
+        let sink = match method {
+            Method::Stored => Sink::Stored(out),
+            Method::Deflated => Sink::Deflated(DeflateEncoder::new(out, Compression::default())),
         };
-        let compressed = self.out.written - start;
-        if !zip64 && (size >= U32_MAX || compressed >= U32_MAX) {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("{name}: announced as {size_hint} bytes but has {size}"),
-            ));
-        }
-        let mut d = Vec::with_capacity(24);
-        put32(&mut d, DATA_DESCRIPTOR);
-        put32(&mut d, crc);
-        if zip64 {
-            put64(&mut d, compressed);
-            put64(&mut d, size);
-        } else {
-            put32(&mut d, low32(compressed));
-            put32(&mut d, low32(size));
-        }
-        self.out.write_all(&d)?;
-        self.record(&Finished {
-            name: name.to_owned(),
-            method,
-            flags,
-            modified,
-            crc,
-            compressed,
-            size,
-            offset,
-            zip64,
-            dir: false,
-        });
-        Ok(size)
+        Ok(Entry {
+            sink,
+            hasher: crc32fast::Hasher::new(),
+            size: 0,
+            start,
+            size_hint,
+            info: Finished {
+                name: name.to_owned(),
+                method,
+                flags,
+                modified,
+                crc: 0,
+                compressed: 0,
+                size: 0,
+                offset,
+                zip64,
+                dir: false,
+            },
+            central,
+            entries,
+        })
     }
 
     fn record(&mut self, f: &Finished) {
-        let (time, date) = dos_time(f.modified);
-        let big_offset = f.offset >= U32_MAX;
-        let mut extra = Vec::new();
-        if f.zip64 || big_offset {
-            let mut fields = Vec::new();
-            if f.zip64 {
-                put64(&mut fields, f.size);
-                put64(&mut fields, f.compressed);
-            }
-            if big_offset {
-                put64(&mut fields, f.offset);
-            }
-            put16(&mut extra, 0x0001);
-            put16(&mut extra, u16::try_from(fields.len()).unwrap_or(24));
-            extra.extend_from_slice(&fields);
-        }
-        put16(&mut extra, 0x5455);
-        put16(&mut extra, 5);
-        extra.push(1);
-        put32(&mut extra, unix_time(f.modified));
-        let c = &mut self.central;
-        put32(c, CENTRAL_HEADER);
-        put16(c, MADE_BY);
-        put16(
-            c,
-            if f.zip64 || big_offset {
-                VERSION_ZIP64
-            } else {
-                VERSION_DEFAULT
-            },
-        );
-        put16(c, f.flags);
-        put16(c, f.method.code());
-        put16(c, time);
-        put16(c, date);
-        put32(c, f.crc);
-        put32(
-            c,
-            if f.zip64 {
-                u32::MAX
-            } else {
-                low32(f.compressed)
-            },
-        );
-        put32(c, if f.zip64 { u32::MAX } else { low32(f.size) });
-        // The name length was checked when the local header was written.
-        put16(c, u16::try_from(f.name.len()).unwrap_or(u16::MAX));
-        put16(c, u16::try_from(extra.len()).unwrap_or(u16::MAX));
-        put16(c, 0);
-        put16(c, 0);
-        put16(c, 0);
-        let mode: u32 = if f.dir { 0o040_755 } else { 0o100_644 };
-        put32(c, (mode << 16) | if f.dir { 0x10 } else { 0 });
-        put32(
-            c,
-            if big_offset {
-                u32::MAX
-            } else {
-                low32(f.offset)
-            },
-        );
-        c.extend_from_slice(f.name.as_bytes());
-        c.extend_from_slice(&extra);
-        self.entries += 1;
+        record(&mut self.central, &mut self.entries, f);
     }
+}
 
+fn record(central: &mut Vec<u8>, entries: &mut u64, f: &Finished) {
+    let (time, date) = dos_time(f.modified);
+    let big_offset = f.offset >= U32_MAX;
+    let mut extra = Vec::new();
+    if f.zip64 || big_offset {
+        let mut fields = Vec::new();
+        if f.zip64 {
+            put64(&mut fields, f.size);
+            put64(&mut fields, f.compressed);
+        }
+        if big_offset {
+            put64(&mut fields, f.offset);
+        }
+        put16(&mut extra, 0x0001);
+        put16(&mut extra, u16::try_from(fields.len()).unwrap_or(24));
+        extra.extend_from_slice(&fields);
+    }
+    put16(&mut extra, 0x5455);
+    put16(&mut extra, 5);
+    extra.push(1);
+    put32(&mut extra, unix_time(f.modified));
+    let c = central;
+    put32(c, CENTRAL_HEADER);
+    put16(c, MADE_BY);
+    put16(
+        c,
+        if f.zip64 || big_offset {
+            VERSION_ZIP64
+        } else {
+            VERSION_DEFAULT
+        },
+    );
+    put16(c, f.flags);
+    put16(c, f.method.code());
+    put16(c, time);
+    put16(c, date);
+    put32(c, f.crc);
+    put32(
+        c,
+        if f.zip64 {
+            u32::MAX
+        } else {
+            low32(f.compressed)
+        },
+    );
+    put32(c, if f.zip64 { u32::MAX } else { low32(f.size) });
+    // The name length was checked when the local header was written.
+    put16(c, u16::try_from(f.name.len()).unwrap_or(u16::MAX));
+    put16(c, u16::try_from(extra.len()).unwrap_or(u16::MAX));
+    put16(c, 0);
+    put16(c, 0);
+    put16(c, 0);
+    let mode: u32 = if f.dir { 0o040_755 } else { 0o100_644 };
+    put32(c, (mode << 16) | if f.dir { 0x10 } else { 0 });
+    put32(
+        c,
+        if big_offset {
+            u32::MAX
+        } else {
+            low32(f.offset)
+        },
+    );
+    c.extend_from_slice(f.name.as_bytes());
+    c.extend_from_slice(&extra);
+    *entries += 1;
+}
+
+impl<W: Write> ZipStream<W> {
     /// Writes the central directory and returns the output and the archive's length.
     ///
     /// # Errors
@@ -412,6 +392,81 @@ impl<W: Write> ZipStream<W> {
         self.out.write_all(&e)?;
         self.out.flush()?;
         Ok((self.out.inner, self.out.written))
+    }
+}
+
+enum Sink<'a, W: Write> {
+    Stored(&'a mut Counting<W>),
+    Deflated(DeflateEncoder<&'a mut Counting<W>>),
+}
+
+/// A file entry being written: write its data, then [`Entry::finish`] it.
+pub struct Entry<'a, W: Write> {
+    sink: Sink<'a, W>,
+    hasher: crc32fast::Hasher,
+    size: u64,
+    start: u64,
+    size_hint: u64,
+    info: Finished,
+    central: &'a mut Vec<u8>,
+    entries: &'a mut u64,
+}
+
+impl<W: Write> Write for Entry<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = match &mut self.sink {
+            Sink::Stored(w) => w.write(buf)?,
+            Sink::Deflated(w) => w.write(buf)?,
+        };
+        self.hasher.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match &mut self.sink {
+            Sink::Stored(w) => w.flush(),
+            Sink::Deflated(w) => w.flush(),
+        }
+    }
+}
+
+impl<W: Write> Entry<'_, W> {
+    /// Ends the entry: its data descriptor and central-directory record. Returns the
+    /// uncompressed length written.
+    ///
+    /// # Errors
+    /// Writing failed, or an entry announced under 4 GiB turned out larger.
+    pub fn finish(self) -> io::Result<u64> {
+        let out = match self.sink {
+            Sink::Stored(w) => w,
+            Sink::Deflated(w) => w.finish()?,
+        };
+        let mut info = self.info;
+        info.crc = self.hasher.finalize();
+        info.size = self.size;
+        info.compressed = out.written - self.start;
+        if !info.zip64 && (info.size >= U32_MAX || info.compressed >= U32_MAX) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "{}: announced as {} bytes but has {}",
+                    info.name, self.size_hint, info.size
+                ),
+            ));
+        }
+        let mut d = Vec::with_capacity(24);
+        put32(&mut d, DATA_DESCRIPTOR);
+        put32(&mut d, info.crc);
+        if info.zip64 {
+            put64(&mut d, info.compressed);
+            put64(&mut d, info.size);
+        } else {
+            put32(&mut d, low32(info.compressed));
+            put32(&mut d, low32(info.size));
+        }
+        out.write_all(&d)?;
+        record(self.central, self.entries, &info);
+        Ok(info.size)
     }
 }
 
