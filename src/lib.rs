@@ -11,5 +11,6 @@ pub mod connect;
 pub mod demo;
 pub mod export;
 pub mod paths;
+pub mod restore;
 pub mod secrets;
 pub mod task;

@@ -1,0 +1,373 @@
+//! Mail: the folder tree under the selection is found or created by display name, then each
+//! message is created from its MIME in the right folder, and its received and sent dates, read
+//! state and flag are set as far as Graph allows (see `docs/restore-limits.md`).
+
+use std::collections::HashMap;
+
+use backhome_graph::{Call, ErrorClass, encode_segment};
+use backhome_store::NodeKind;
+use base64::Engine as _;
+use bytes::Bytes;
+use futures_util::TryStreamExt;
+use serde_json::{Value, json};
+
+use super::{Conflict, Item, ItemError, Job, Outcome, RestoreError, Selection};
+
+/// Mail folder state of one target mailbox.
+struct Target<'a> {
+    job: &'a Job,
+    base: String,
+    /// Children of a folder (`None`: the top of the mailbox) by lower-case display name.
+    children: HashMap<Option<String>, HashMap<String, String>>,
+    /// Folder path (display names) → folder id.
+    folders: HashMap<Vec<String>, String>,
+    /// Messages of a folder: `internetMessageId` → message ids.
+    messages: HashMap<String, HashMap<String, Vec<String>>>,
+}
+
+/// Restores the messages and folders of one mailbox selection.
+pub(super) async fn restore(job: &Job, s: &Selection) -> Result<(), RestoreError> {
+    let mut t = Target {
+        job,
+        base: job.account_base(&s.object),
+        children: HashMap::new(),
+        folders: HashMap::new(),
+        messages: HashMap::new(),
+    };
+    for item in &s.items {
+        if job.cancelled() {
+            return Err(RestoreError::Cancelled);
+        }
+        let result = match item.version.kind {
+            NodeKind::MailFolder => t.folder(&item.folders).await.map(|(_, created)| {
+                if created {
+                    Outcome::Restored
+                } else {
+                    Outcome::Skipped
+                }
+            }),
+            NodeKind::Message => t.message(item).await,
+            other => Err(ItemError::Other(format!(
+                "a {} cannot be restored into a mailbox",
+                other.as_str()
+            ))),
+        };
+        job.record(&item.path, result)?;
+    }
+    Ok(())
+}
+
+fn folder_path(job: &Job, names: &[String]) -> Vec<String> {
+    let mut p: Vec<String> = job.req.target_folder.iter().cloned().collect();
+    p.extend(names.iter().cloned());
+    p
+}
+
+impl Target<'_> {
+    fn children_url(&self, parent: Option<&str>) -> String {
+        match parent {
+            None => format!("{}/mailFolders", self.base),
+            Some(p) => format!(
+                "{}/mailFolders/{}/childFolders",
+                self.base,
+                encode_segment(p)
+            ),
+        }
+    }
+
+    async fn load_children(&mut self, parent: Option<&str>) -> Result<(), ItemError> {
+        let url = format!(
+            "{}?includeHiddenFolders=true&$select=id,displayName&$top=100",
+            self.children_url(parent)
+        );
+        let list: Vec<Value> = self
+            .job
+            .client
+            .items(Call::get(url).resource(self.base.clone()))
+            .try_collect()
+            .await?;
+        let map = list
+            .into_iter()
+            .filter_map(|f| {
+                Some((
+                    f.get("displayName")?.as_str()?.to_lowercase(),
+                    f.get("id")?.as_str()?.to_owned(),
+                ))
+            })
+            .collect();
+        self.children.insert(parent.map(str::to_owned), map);
+        Ok(())
+    }
+
+    async fn child(
+        &mut self,
+        parent: Option<&str>,
+        name: &str,
+    ) -> Result<Option<String>, ItemError> {
+        let key = parent.map(str::to_owned);
+        if !self.children.contains_key(&key) {
+            self.load_children(parent).await?;
+        }
+        Ok(self
+            .children
+            .get(&key)
+            .and_then(|c| c.get(&name.to_lowercase()))
+            .cloned())
+    }
+
+    /// The id of the folder at `names` (under the target folder, if any), creating what is
+    /// missing; `true` when the last one was created.
+    async fn folder(&mut self, names: &[String]) -> Result<(String, bool), ItemError> {
+        let full = folder_path(self.job, names);
+        if full.is_empty() {
+            return Err(ItemError::Other("a message outside any folder".into()));
+        }
+        if let Some(id) = self.folders.get(&full) {
+            return Ok((id.clone(), false));
+        }
+        let mut parent: Option<String> = None;
+        let mut created = false;
+        for (i, name) in full.iter().enumerate() {
+            if let Some(id) = self.folders.get(&full[..=i]) {
+                parent = Some(id.clone());
+                created = false;
+                continue;
+            }
+            let id = match self.child(parent.as_deref(), name).await? {
+                Some(id) => {
+                    created = false;
+                    id
+                }
+                None => {
+                    let call = Call::post_json(
+                        self.children_url(parent.as_deref()),
+                        &json!({ "displayName": name }),
+                    )?
+                    .resource(self.base.clone());
+                    match self.job.client.json::<Value>(call).await {
+                        Ok(f) => {
+                            let id = f
+                                .get("id")
+                                .and_then(Value::as_str)
+                                .ok_or_else(|| {
+                                    ItemError::Other("Graph created a folder without an id".into())
+                                })?
+                                .to_owned();
+                            if let Some(c) = self.children.get_mut(&parent) {
+                                c.insert(name.to_lowercase(), id.clone());
+                            }
+                            created = true;
+                            id
+                        }
+                        Err(e) => {
+                            // Created by an earlier attempt whose answer was lost, or meanwhile.
+                            self.load_children(parent.as_deref()).await?;
+                            match self.child(parent.as_deref(), name).await? {
+                                Some(id) => id,
+                                None => return Err(e.into()),
+                            }
+                        }
+                    }
+                }
+            };
+            self.folders.insert(full[..=i].to_vec(), id.clone());
+            parent = Some(id);
+        }
+        parent
+            .map(|p| (p, created))
+            .ok_or_else(|| ItemError::Other("no folder".into()))
+    }
+
+    async fn load_messages(&mut self, folder: &str) -> Result<(), ItemError> {
+        // A delta round lists every message of the folder with only the fields asked for.
+        let url = format!(
+            "{}/mailFolders/{}/messages/delta?$select=internetMessageId",
+            self.base,
+            encode_segment(folder)
+        );
+        let list: Vec<Value> = self
+            .job
+            .client
+            .items(
+                Call::get(url)
+                    .resource(self.base.clone())
+                    .max_page_size(200),
+            )
+            .try_collect()
+            .await?;
+        let mut map: HashMap<String, Vec<String>> = HashMap::new();
+        for m in list {
+            if let (Some(imid), Some(id)) = (
+                m.get("internetMessageId").and_then(Value::as_str),
+                m.get("id").and_then(Value::as_str),
+            ) {
+                map.entry(imid.to_owned()).or_default().push(id.to_owned());
+            }
+        }
+        self.messages.insert(folder.to_owned(), map);
+        Ok(())
+    }
+
+    async fn existing(&mut self, folder: &str, imid: &str) -> Result<Vec<String>, ItemError> {
+        if !self.messages.contains_key(folder) {
+            self.load_messages(folder).await?;
+        }
+        Ok(self
+            .messages
+            .get(folder)
+            .and_then(|m| m.get(imid))
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    async fn message(&mut self, item: &Item) -> Result<Outcome, ItemError> {
+        let meta = &item.version.metadata;
+        let (folder, _) = self.folder(&item.folders).await?;
+        let imid = meta
+            .get("internetMessageId")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned);
+        if let (Some(imid), false) = (&imid, self.job.req.conflict == Conflict::KeepBoth) {
+            let existing = self.existing(&folder, imid).await?;
+            if !existing.is_empty() {
+                if self.job.req.conflict == Conflict::Skip {
+                    return Ok(Outcome::Skipped);
+                }
+                for id in existing {
+                    let call =
+                        Call::delete(format!("{}/messages/{}", self.base, encode_segment(&id)))
+                            .resource(self.base.clone());
+                    match self.job.client.send(call).await {
+                        Ok(_) => {}
+                        Err(e) if matches!(e.class(), ErrorClass::NotFound) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                if let Some(m) = self.messages.get_mut(&folder) {
+                    m.remove(imid);
+                }
+            }
+        }
+        let mime = self.job.read_all(&item.version).await?;
+        let encoded = base64::engine::general_purpose::STANDARD.encode(&mime);
+        self.job
+            .progress
+            .bytes_uploaded
+            .fetch_add(mime.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        drop(mime);
+        let call = Call::post_json(
+            format!(
+                "{}/mailFolders/{}/messages",
+                self.base,
+                encode_segment(&folder)
+            ),
+            &Value::Null,
+        )?
+        .resource(self.base.clone())
+        .body("text/plain", Bytes::from(encoded))?;
+        let id = match self.job.client.json::<Value>(call).await {
+            Ok(created) => created
+                .get("id")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .ok_or_else(|| ItemError::Other("Graph created a message without an id".into()))?,
+            Err(e) if matches!(e.class(), ErrorClass::Temporary) && imid.is_some() => {
+                // The answer was lost: the message may have been created. Look before failing,
+                // so that a retry never makes a duplicate.
+                self.load_messages(&folder).await?;
+                let found = self
+                    .existing(&folder, imid.as_deref().unwrap_or_default())
+                    .await?;
+                match found.into_iter().last() {
+                    Some(id) => id,
+                    None => return Err(e.into()),
+                }
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if let (Some(imid), Some(m)) = (&imid, self.messages.get_mut(&folder)) {
+            m.entry(imid.clone()).or_default().push(id.clone());
+        }
+        let patch = patch_body(meta);
+        let call = Call::patch_json(
+            format!("{}/messages/{}", self.base, encode_segment(&id)),
+            &patch,
+        )?
+        .resource(self.base.clone())
+        // Setting the same values twice is harmless.
+        .idempotent(true);
+        self.job.client.json::<Value>(call).await.map_err(|e| {
+            ItemError::Other(format!(
+                "the message was recreated, but its dates, read state and flag could not be set: {e}"
+            ))
+        })?;
+        Ok(Outcome::Restored)
+    }
+}
+
+/// The PATCH that gives a message created from MIME back what Graph lets us set: read state,
+/// flag, categories, importance, and the received and sent times through MAPI properties.
+pub(crate) fn patch_body(meta: &Value) -> Value {
+    let mut body = serde_json::Map::new();
+    if let Some(r) = meta.get("isRead").and_then(Value::as_bool) {
+        body.insert("isRead".into(), Value::Bool(r));
+    }
+    if let Some(flag) = meta.get("flag").and_then(Value::as_object) {
+        let clean: serde_json::Map<String, Value> = flag
+            .iter()
+            .filter(|(k, v)| !k.starts_with('@') && !v.is_null())
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        body.insert("flag".into(), Value::Object(clean));
+    }
+    if let Some(c) = meta
+        .get("categories")
+        .filter(|c| c.as_array().is_some_and(|a| !a.is_empty()))
+    {
+        body.insert("categories".into(), c.clone());
+    }
+    if let Some(i) = meta.get("importance").and_then(Value::as_str) {
+        body.insert("importance".into(), Value::String(i.to_owned()));
+    }
+    let mut props = Vec::new();
+    if let Some(t) = meta.get("receivedDateTime").and_then(Value::as_str) {
+        props.push(json!({"id": "SystemTime 0x0E06", "value": t}));
+    }
+    if let Some(t) = meta.get("sentDateTime").and_then(Value::as_str) {
+        props.push(json!({"id": "SystemTime 0x0039", "value": t}));
+    }
+    if !props.is_empty() {
+        body.insert("singleValueExtendedProperties".into(), Value::Array(props));
+    }
+    Value::Object(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patch_keeps_what_graph_allows() {
+        let meta = json!({
+            "isRead": false,
+            "flag": {"flagStatus": "flagged", "dueDateTime": null},
+            "categories": [],
+            "importance": "high",
+            "receivedDateTime": "2026-01-02T03:04:05Z",
+            "sentDateTime": "2026-01-02T03:00:00Z",
+            "id": "AAMk",
+        });
+        let p = patch_body(&meta);
+        assert_eq!(p["isRead"], json!(false));
+        assert_eq!(p["flag"], json!({"flagStatus": "flagged"}));
+        assert!(p.get("categories").is_none());
+        assert!(p.get("id").is_none());
+        let props = p["singleValueExtendedProperties"].as_array().unwrap();
+        assert_eq!(
+            props[0],
+            json!({"id": "SystemTime 0x0E06", "value": "2026-01-02T03:04:05Z"})
+        );
+        assert_eq!(props[1]["id"], "SystemTime 0x0039");
+    }
+}

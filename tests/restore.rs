@@ -1,0 +1,587 @@
+//! Restores to the simulated tenant: round trips against the simulator's content hashes, other
+//! targets, each conflict policy, idempotence with "skip", and restores under faults.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use backhome::restore::{self, Conflict, Outcome, RestoreProgress, RestoreReport, RestoreRequest};
+use backhome::task::Service;
+use backhome_store::RunId;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+mod common;
+use common::{Env, env, env_with};
+
+/// Folder path → sorted MIME hashes (ids change on restore; contents must not).
+fn mail_of(snap: &Value, upn: &str) -> BTreeMap<String, Vec<String>> {
+    snap["mail"][upn]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(f, msgs)| {
+            let mut h: Vec<String> = msgs
+                .as_object()
+                .unwrap()
+                .values()
+                .map(|v| v.as_str().unwrap().to_owned())
+                .collect();
+            h.sort();
+            (f.clone(), h)
+        })
+        .collect()
+}
+
+async fn snapshot(e: &Env) -> Value {
+    e.control(Method::GET, "snapshot", None).await
+}
+
+async fn restore(e: &Env, run: RunId, paths: &[String], conflict: Conflict) -> RestoreReport {
+    restore_to(e, run, paths, conflict, None, None).await
+}
+
+async fn restore_to(
+    e: &Env,
+    run: RunId,
+    paths: &[String],
+    conflict: Conflict,
+    user: Option<&str>,
+    folder: Option<&str>,
+) -> RestoreReport {
+    let client = backhome::connect::client(&e.spec, &e.creds).unwrap();
+    let progress = Arc::new(RestoreProgress::default());
+    let report = restore::run(
+        client,
+        e.repo.clone(),
+        RestoreRequest {
+            run,
+            paths: paths.to_vec(),
+            target_user: user.map(str::to_owned),
+            target_folder: folder.map(str::to_owned),
+            conflict,
+        },
+        Arc::clone(&progress),
+        Arc::new(AtomicBool::new(false)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(progress.done(), report.items.len() as u64);
+    assert_eq!(
+        report.restored + report.skipped + report.failed.len() as u64,
+        report.items.len() as u64
+    );
+    report
+}
+
+/// The first user with at least two messages in one folder: (upn, folder path, message ids).
+fn busy_mailbox(snap: &Value) -> (String, String, Vec<String>) {
+    for (upn, folders) in snap["mail"].as_object().unwrap() {
+        for (f, msgs) in folders.as_object().unwrap() {
+            let ids: Vec<String> = msgs.as_object().unwrap().keys().cloned().collect();
+            if ids.len() >= 2 {
+                return (upn.clone(), f.clone(), ids);
+            }
+        }
+    }
+    panic!("no mailbox with two messages in a folder");
+}
+
+fn mail_path(upn: &str, folder: &str) -> String {
+    let mut names = vec!["users".to_owned(), upn.to_owned(), "mail".to_owned()];
+    names.extend(
+        folder
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned),
+    );
+    backhome::paths::join(&names)
+}
+
+#[actix_web::test]
+async fn mail_round_trip_restores_deleted_messages_once() {
+    let e = env(&[Service::Mail]).await;
+    let run = RunId(e.backup().await.run_id);
+    let before = snapshot(&e).await;
+    let (upn, folder, ids) = busy_mailbox(&before);
+    e.control(
+        Method::POST,
+        "mutate",
+        Some(json!([
+            {"op": "delete_message", "user": upn, "id": ids[0]},
+            {"op": "delete_message", "user": upn, "id": ids[1]},
+        ])),
+    )
+    .await;
+    assert_ne!(mail_of(&snapshot(&e).await, &upn), mail_of(&before, &upn));
+
+    let report = restore(&e, run, &[format!("/users/{upn}/mail")], Conflict::Skip).await;
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    assert_eq!(report.restored, 2, "{report:?}");
+    let after = snapshot(&e).await;
+    assert_eq!(mail_of(&after, &upn), mail_of(&before, &upn));
+
+    // What Graph lets us keep: received and sent dates, read state, flag.
+    let client = backhome::connect::client(&e.spec, &e.creds).unwrap();
+    let restored: Vec<&String> = after["mail"][&upn][&folder]
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter(|id| !ids.contains(id))
+        .collect();
+    let original = browse_meta(&e, run, &mail_path(&upn, &folder));
+    assert!(!restored.is_empty());
+    for id in restored {
+        let m: Value = client
+            .json(backhome_graph::Call::get(format!(
+                "/users/{upn}/messages/{id}"
+            )))
+            .await
+            .unwrap();
+        let imid = m["internetMessageId"].as_str().unwrap();
+        let Some(o) = original.get(imid) else {
+            continue;
+        };
+        for k in ["receivedDateTime", "sentDateTime", "isRead", "subject"] {
+            assert_eq!(m[k], o[k], "{k} of {imid}");
+        }
+        assert_eq!(m["flag"]["flagStatus"], o["flag"]["flagStatus"]);
+    }
+
+    // Idempotence: a second restore with skip changes nothing and creates nothing.
+    let again = restore(&e, run, &[format!("/users/{upn}/mail")], Conflict::Skip).await;
+    assert!(again.failed.is_empty(), "{:?}", again.failed);
+    assert_eq!(again.restored, 0, "{again:?}");
+    assert_eq!(again.skipped as usize, again.items.len());
+    // Same ids, same contents: nothing was created, replaced or deleted.
+    assert_eq!(snapshot(&e).await, after);
+}
+
+/// Stored message metadata of a folder, by internetMessageId.
+fn browse_meta(e: &Env, run: RunId, path: &str) -> BTreeMap<String, Value> {
+    let mut out = BTreeMap::new();
+    for entry in backhome::cli::browse::list(&e.repo, run, path, false).unwrap() {
+        if let backhome::cli::browse::Target::Node(v) =
+            backhome::cli::browse::resolve(&e.repo, run, &entry.path).unwrap()
+            && let Some(imid) = v.metadata["internetMessageId"].as_str()
+        {
+            out.insert(imid.to_owned(), v.metadata.clone());
+        }
+    }
+    out
+}
+
+#[actix_web::test]
+async fn mail_conflict_policies() {
+    let e = env(&[Service::Mail]).await;
+    let run = RunId(e.backup().await.run_id);
+    let before = snapshot(&e).await;
+    let (upn, folder, ids) = busy_mailbox(&before);
+    let path = mail_path(&upn, &folder);
+    let n = ids.len();
+
+    let subtree = |snap: &Value| -> BTreeMap<String, Vec<String>> {
+        mail_of(snap, &upn)
+            .into_iter()
+            .filter(|(f, _)| *f == folder || f.starts_with(&format!("{folder}/")))
+            .collect()
+    };
+    let messages: usize = subtree(&before).values().map(Vec::len).sum();
+    let folders = subtree(&before).len();
+
+    // Overwrite: every message replaced by the restored one; same contents, new ids.
+    let report = restore(&e, run, std::slice::from_ref(&path), Conflict::Overwrite).await;
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    assert_eq!(report.restored as usize, messages, "{report:?}");
+    assert_eq!(
+        report.skipped as usize, folders,
+        "existing folders: {report:?}"
+    );
+    let after = snapshot(&e).await;
+    assert_eq!(mail_of(&after, &upn), mail_of(&before, &upn));
+    let new_ids: Vec<&String> = after["mail"][&upn][&folder]
+        .as_object()
+        .unwrap()
+        .keys()
+        .collect();
+    assert_eq!(new_ids.len(), n);
+    assert!(new_ids.iter().all(|id| !ids.contains(id)), "ids changed");
+
+    // Keep both: a second copy of each.
+    let report = restore(&e, run, std::slice::from_ref(&path), Conflict::KeepBoth).await;
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    assert_eq!(report.restored as usize, messages, "{report:?}");
+    let after = snapshot(&e).await;
+    for (f, hashes) in subtree(&before) {
+        let mut doubled = hashes.clone();
+        doubled.extend(hashes);
+        doubled.sort();
+        assert_eq!(mail_of(&after, &upn)[&f], doubled, "{f}");
+    }
+
+    // Skip: nothing changes.
+    let report = restore(&e, run, std::slice::from_ref(&path), Conflict::Skip).await;
+    assert_eq!(report.restored, 0, "{report:?}");
+    assert_eq!(snapshot(&e).await, after);
+}
+
+#[actix_web::test]
+async fn mail_into_another_mailbox_under_a_restored_folder() {
+    let e = env(&[Service::Mail]).await;
+    let run = RunId(e.backup().await.run_id);
+    let before = snapshot(&e).await;
+    let (upn, folder, _) = busy_mailbox(&before);
+    let other = before["mail"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .find(|u| **u != upn)
+        .unwrap()
+        .clone();
+    let name = "Restored 2026-11-24 14:30";
+    let report = restore_to(
+        &e,
+        run,
+        &[mail_path(&upn, &folder)],
+        Conflict::Skip,
+        Some(&other),
+        Some(name),
+    )
+    .await;
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    let after = snapshot(&e).await;
+    let theirs = mail_of(&after, &other);
+    let restored_folder = format!("{name}/{folder}");
+    assert_eq!(
+        theirs.get(&restored_folder),
+        mail_of(&before, &upn).get(&folder),
+        "folders of {other}: {:?}",
+        theirs.keys().collect::<Vec<_>>()
+    );
+    // The source mailbox is untouched.
+    assert_eq!(mail_of(&after, &upn), mail_of(&before, &upn));
+}
+
+/// Drive path → content hash of one drive.
+fn drive_of(snap: &Value, drive: &str) -> BTreeMap<String, String> {
+    snap["drives"][drive]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(p, h)| (p.clone(), h.as_str().unwrap().to_owned()))
+        .collect()
+}
+
+#[actix_web::test]
+async fn files_round_trip_with_large_file_and_conflict_policies() {
+    let e = env(&[Service::Onedrive]).await;
+    let before0 = snapshot(&e).await;
+    let upn = before0["mail"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .next()
+        .unwrap()
+        .clone();
+    let drive_resp: Value = {
+        let client = backhome::connect::client(&e.spec, &e.creds).unwrap();
+        client
+            .json(backhome_graph::Call::get(format!(
+                "/users/{upn}/drive?$select=id"
+            )))
+            .await
+            .unwrap()
+    };
+    let drive = drive_resp["id"].as_str().unwrap().to_owned();
+    // A folder with a small file and one above the simple-upload limit.
+    let folder = e
+        .control(
+            Method::POST,
+            "mutate",
+            Some(json!({"op": "add_drive_folder", "drive": drive, "name": "Projects"})),
+        )
+        .await["results"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let ids = e
+        .control(
+            Method::POST,
+            "mutate",
+            Some(json!([
+                {"op": "add_file", "drive": drive, "parent": folder, "name": "big.bin", "size": 9 * 1024 * 1024 + 17},
+                {"op": "add_file", "drive": drive, "parent": folder, "name": "notes.txt", "content": "hello restore"},
+            ])),
+        )
+        .await["results"]
+        .clone();
+    let run = RunId(e.backup().await.run_id);
+    let before = drive_of(&snapshot(&e).await, &drive);
+
+    e.control(
+        Method::POST,
+        "mutate",
+        Some(json!([
+            {"op": "delete_file", "drive": drive, "id": folder},
+        ])),
+    )
+    .await;
+    assert_ne!(drive_of(&snapshot(&e).await, &drive), before);
+    let path = format!("/users/{upn}/onedrive/Projects");
+    let report = restore(&e, run, std::slice::from_ref(&path), Conflict::Skip).await;
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    assert_eq!(report.restored, 3, "{report:?}");
+    assert_eq!(drive_of(&snapshot(&e).await, &drive), before);
+
+    // Modified time kept.
+    let client = backhome::connect::client(&e.spec, &e.creds).unwrap();
+    let now: Value = client
+        .json(backhome_graph::Call::get(format!(
+            "/drives/{drive}/root:/Projects/notes.txt"
+        )))
+        .await
+        .unwrap();
+    let Target::Node(stored) =
+        backhome::cli::browse::resolve(&e.repo, run, &format!("{path}/notes.txt")).unwrap()
+    else {
+        panic!("not a node")
+    };
+    assert_eq!(
+        now["fileSystemInfo"]["lastModifiedDateTime"],
+        stored.metadata["fileSystemInfo"]["lastModifiedDateTime"]
+    );
+
+    // A changed file: skip leaves it, overwrite puts the backed-up bytes back.
+    let notes_id = now["id"].as_str().unwrap().to_owned();
+    e.control(
+        Method::POST,
+        "mutate",
+        Some(json!({"op": "modify_file", "drive": drive, "id": notes_id, "size": 300})),
+    )
+    .await;
+    let changed = drive_of(&snapshot(&e).await, &drive);
+    assert_ne!(changed, before);
+    let report = restore(&e, run, std::slice::from_ref(&path), Conflict::Skip).await;
+    assert_eq!(report.restored, 0, "{report:?}");
+    assert_eq!(drive_of(&snapshot(&e).await, &drive), changed);
+    let report = restore(&e, run, &[format!("{path}/notes.txt")], Conflict::Overwrite).await;
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    assert_eq!(report.restored, 1);
+    assert_eq!(drive_of(&snapshot(&e).await, &drive), before);
+
+    // Keep both: a second file under another name, same bytes.
+    let report = restore(&e, run, &[format!("{path}/notes.txt")], Conflict::KeepBoth).await;
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    let after = drive_of(&snapshot(&e).await, &drive);
+    assert_eq!(after.len(), before.len() + 1);
+    let h = &before["Projects/notes.txt"];
+    assert_eq!(after.values().filter(|v| *v == h).count(), 2);
+    let _ = ids;
+}
+
+use backhome::cli::browse::Target;
+
+#[actix_web::test]
+async fn files_into_another_onedrive_under_a_restored_folder() {
+    let e = env(&[Service::Onedrive]).await;
+    let run = RunId(e.backup().await.run_id);
+    let snap = snapshot(&e).await;
+    let users: Vec<String> = snap["mail"].as_object().unwrap().keys().cloned().collect();
+    let client = backhome::connect::client(&e.spec, &e.creds).unwrap();
+    let mut with_drive = Vec::new();
+    for u in &users {
+        let d: Result<Value, _> = client
+            .json(backhome_graph::Call::get(format!(
+                "/users/{u}/drive?$select=id"
+            )))
+            .await;
+        if let Ok(d) = d {
+            with_drive.push((u.clone(), d["id"].as_str().unwrap().to_owned()));
+        }
+    }
+    let ((from, d_from), (to, d_to)) = (with_drive[0].clone(), with_drive[1].clone());
+    let source = drive_of(&snap, &d_from);
+    assert!(!source.is_empty());
+    let report = restore_to(
+        &e,
+        run,
+        &[format!("/users/{from}/onedrive")],
+        Conflict::Skip,
+        Some(&to),
+        Some("Restored 2026-11-24 14:30"),
+    )
+    .await;
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    let theirs = drive_of(&snapshot(&e).await, &d_to);
+    for (p, h) in &source {
+        assert_eq!(
+            // OneDrive names cannot hold ':'.
+            theirs.get(&format!("Restored 2026-11-24 14.30/{p}")),
+            Some(h),
+            "{p}"
+        );
+    }
+}
+
+#[actix_web::test]
+async fn events_and_contacts_are_recreated_once() {
+    let e = env(&[Service::Calendar, Service::Contacts]).await;
+    let run = RunId(e.backup().await.run_id);
+    let before = snapshot(&e).await;
+    let (upn, events) = before["events"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .find(|(u, v)| {
+            u.contains('@')
+                && v.as_object().unwrap().len() >= 2
+                && !before["contacts"][u.as_str()]
+                    .as_object()
+                    .unwrap()
+                    .is_empty()
+        })
+        .map(|(u, v)| (u.clone(), v.as_object().unwrap().clone()))
+        .unwrap();
+    let contacts = before["contacts"][&upn].as_object().unwrap().clone();
+    let ev_id = events.keys().next().unwrap().clone();
+    let co_id = contacts.keys().next().unwrap().clone();
+    e.control(
+        Method::POST,
+        "mutate",
+        Some(json!([
+            {"op": "delete_event", "user": upn, "id": ev_id},
+            {"op": "delete_contact", "user": upn, "id": co_id},
+        ])),
+    )
+    .await;
+    let paths = [
+        format!("/users/{upn}/calendar"),
+        format!("/users/{upn}/contacts"),
+    ];
+    let report = restore(&e, run, &paths, Conflict::Skip).await;
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    assert_eq!(report.restored, 2, "{report:?}");
+    let after = snapshot(&e).await;
+    assert_eq!(
+        after["events"][&upn].as_object().unwrap().len(),
+        events.len()
+    );
+    assert_eq!(
+        after["contacts"][&upn].as_object().unwrap().len(),
+        contacts.len()
+    );
+    // Idempotent.
+    let again = restore(&e, run, &paths, Conflict::Skip).await;
+    assert_eq!(again.restored, 0, "{again:?}");
+    assert_eq!(snapshot(&e).await, after);
+}
+
+#[actix_web::test]
+async fn restore_under_faults_and_throttling_completes_without_duplicates() {
+    let mut opts = graph_sim::SimOptions::new(graph_sim::Profile::Tiny);
+    opts.throttle.enabled = true;
+    opts.throttle.retry_after = 0.1;
+    let e = env_with(&[Service::Mail, Service::Onedrive], opts).await;
+    let run = RunId(e.backup().await.run_id);
+    let before = snapshot(&e).await;
+    let (upn, folder, ids) = busy_mailbox(&before);
+    let ops: Vec<Value> = ids
+        .iter()
+        .map(|id| json!({"op": "delete_message", "user": upn, "id": id}))
+        .collect();
+    e.control(Method::POST, "mutate", Some(Value::Array(ops)))
+        .await;
+
+    // Answers that say "not done, try again": everything is restored in one go.
+    for kind in [
+        "service_unavailable",
+        "too_many_requests",
+        "gateway_timeout",
+    ] {
+        e.control(
+            Method::POST,
+            "faults",
+            Some(json!({"pattern": "/users/", "kind": kind, "probability": 0.08, "retry_after": 0.05})),
+        )
+        .await;
+    }
+    let path = mail_path(&upn, &folder);
+    let report = restore(&e, run, std::slice::from_ref(&path), Conflict::Skip).await;
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    let counters = e.control(Method::GET, "counters", None).await;
+    assert!(counters["faults"].as_u64().unwrap() > 0, "{counters}");
+    e.control(Method::DELETE, "faults", None).await;
+    assert_eq!(mail_of(&snapshot(&e).await, &upn), mail_of(&before, &upn));
+
+    // Connections dropped after the request: some items may fail; a second run completes
+    // them and nothing is duplicated.
+    let ops: Vec<Value> = snapshot(&e).await["mail"][&upn][&folder]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|id| json!({"op": "delete_message", "user": upn, "id": id}))
+        .collect();
+    e.control(Method::POST, "mutate", Some(Value::Array(ops)))
+        .await;
+    e.control(
+        Method::POST,
+        "faults",
+        Some(json!({"pattern": "/messages", "kind": "connection_reset", "probability": 0.3})),
+    )
+    .await;
+    let _first = restore(&e, run, std::slice::from_ref(&path), Conflict::Skip).await;
+    e.control(Method::DELETE, "faults", None).await;
+    let second = restore(&e, run, std::slice::from_ref(&path), Conflict::Skip).await;
+    assert!(second.failed.is_empty(), "{:?}", second.failed);
+    assert_eq!(mail_of(&snapshot(&e).await, &upn), mail_of(&before, &upn));
+}
+
+#[actix_web::test]
+async fn bad_requests_are_refused_and_cancel_stops() {
+    let e = env(&[Service::Mail]).await;
+    let run = RunId(e.backup().await.run_id);
+    let client = backhome::connect::client(&e.spec, &e.creds).unwrap();
+    let go = |paths: Vec<String>, folder: Option<&str>, cancel: bool| {
+        let (client, repo) = (client.clone(), e.repo.clone());
+        let folder = folder.map(str::to_owned);
+        async move {
+            restore::run(
+                client,
+                repo,
+                RestoreRequest {
+                    target_folder: folder,
+                    ..RestoreRequest::new(run, paths)
+                },
+                Arc::default(),
+                Arc::new(AtomicBool::new(cancel)),
+            )
+            .await
+        }
+    };
+    assert!(go(vec![], None, false).await.is_err());
+    assert!(
+        go(vec!["/users/nobody@example.com".into()], None, false)
+            .await
+            .is_err()
+    );
+    let snap = snapshot(&e).await;
+    let upn = snap["mail"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .next()
+        .unwrap()
+        .clone();
+    assert!(
+        go(vec![format!("/users/{upn}/mail")], Some("a/b"), false)
+            .await
+            .is_err()
+    );
+    assert!(matches!(
+        go(vec![format!("/users/{upn}/mail")], None, true).await,
+        Err(restore::RestoreError::Cancelled)
+    ));
+    assert_eq!(snapshot(&e).await, snap, "nothing was written");
+    let _ = Outcome::Restored;
+}
