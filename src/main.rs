@@ -69,6 +69,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             paths,
         } => backhome::cli::export::export(&data, &task, at.as_deref(), format, &out, &paths)
             .map(|()| 0),
+        Command::Restore(a) => backhome::cli::restore::restore(&data, a).await,
     }
 }
 

@@ -3,6 +3,7 @@
 pub mod browse;
 pub mod commands;
 pub mod export;
+pub mod restore;
 
 use std::path::PathBuf;
 
@@ -116,6 +117,8 @@ pub enum Command {
         #[arg(required = true)]
         paths: Vec<String>,
     },
+    /// Restores paths to Microsoft 365: to their place, another account or a "Restored …" folder.
+    Restore(restore::RestoreArgs),
 }
 
 /// `backhome task …`.
