@@ -585,3 +585,136 @@ async fn bad_requests_are_refused_and_cancel_stops() {
     assert_eq!(snapshot(&e).await, snap, "nothing was written");
     let _ = Outcome::Restored;
 }
+
+#[actix_web::test]
+async fn a_cancelled_restore_run_again_completes_without_duplicates() {
+    let mut opts = graph_sim::SimOptions::new(graph_sim::Profile::Tiny);
+    opts.latency_ms = 5;
+    let e = env_with(&[Service::Mail], opts).await;
+    let run = RunId(e.backup().await.run_id);
+    let before = snapshot(&e).await;
+    let (upn, _, _) = busy_mailbox(&before);
+    let ops: Vec<Value> = before["mail"][&upn]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|m| m.as_object().unwrap().keys().cloned().collect::<Vec<_>>())
+        .map(|id| json!({"op": "delete_message", "user": upn, "id": id}))
+        .collect();
+    let total = ops.len();
+    assert!(total >= 4);
+    e.control(Method::POST, "mutate", Some(Value::Array(ops)))
+        .await;
+
+    let client = backhome::connect::client(&e.spec, &e.creds).unwrap();
+    let progress = Arc::new(RestoreProgress::default());
+    let cancel = Arc::new(AtomicBool::new(false));
+    let (p, c) = (Arc::clone(&progress), Arc::clone(&cancel));
+    let watcher = tokio::spawn(async move {
+        while p.restored.load(std::sync::atomic::Ordering::Relaxed) < 2 {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        c.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    let result = restore::run(
+        client,
+        e.repo.clone(),
+        RestoreRequest::new(run, vec![format!("/users/{upn}/mail")]),
+        Arc::clone(&progress),
+        cancel,
+    )
+    .await;
+    watcher.abort();
+    assert!(
+        matches!(result, Err(restore::RestoreError::Cancelled)),
+        "{result:?}"
+    );
+    let partial: usize = mail_of(&snapshot(&e).await, &upn)
+        .values()
+        .map(Vec::len)
+        .sum();
+    assert!(partial >= 2 && partial < total, "{partial} of {total}");
+
+    let again = restore(&e, run, &[format!("/users/{upn}/mail")], Conflict::Skip).await;
+    assert!(again.failed.is_empty(), "{:?}", again.failed);
+    assert_eq!(again.restored as usize, total - partial);
+    assert_eq!(mail_of(&snapshot(&e).await, &upn), mail_of(&before, &upn));
+}
+
+/// Runs the binary on a blocking thread, so that the in-process simulator keeps serving.
+async fn backhome_cli(data: &std::path::Path, args: Vec<String>) -> std::process::Output {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_backhome"));
+    cmd.arg("--data-dir").arg(data).args(args);
+    tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap()
+}
+
+#[actix_web::test]
+async fn command_line_restore_and_its_exit_codes() {
+    let e = env(&[Service::Mail]).await;
+    let run = RunId(e.backup().await.run_id);
+    let before = snapshot(&e).await;
+    let (upn, folder, ids) = busy_mailbox(&before);
+    e.control(
+        Method::POST,
+        "mutate",
+        Some(json!({"op": "delete_message", "user": upn, "id": ids[0]})),
+    )
+    .await;
+    let data = e.dir.path().join("data");
+    backhome::task::TaskStore::open(&data)
+        .unwrap()
+        .create(&e.spec, &e.creds)
+        .unwrap();
+    let path = mail_path(&upn, &folder);
+    let args = |extra: &[&str]| -> Vec<String> {
+        let mut a: Vec<String> = [
+            "restore",
+            "--task",
+            "t",
+            "--at",
+            &run.0.to_string(),
+            "--json",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        a.extend(extra.iter().map(|s| (*s).to_owned()));
+        a
+    };
+    let o = backhome_cli(&data, args(&["--conflict", "skip", &path])).await;
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let report: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["restored"], 1, "{report}");
+    assert_eq!(mail_of(&snapshot(&e).await, &upn), mail_of(&before, &upn));
+
+    // Items that fail: exit code 2, each listed with its reason.
+    let o = backhome_cli(&data, args(&["--to-user", "nobody@contoso.invalid", &path])).await;
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let report: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(!report["failed"].as_array().unwrap().is_empty(), "{report}");
+    assert!(report["failed"][0]["reason"].as_str().unwrap().len() > 5);
+
+    // A path that is not in the backup, or a bad policy: exit code 1, nothing written.
+    let o = backhome_cli(&data, args(&["/users/nobody@contoso.invalid/mail"])).await;
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("no such path"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = backhome_cli(&data, args(&["--conflict", "merge", &path])).await;
+    assert_eq!(o.status.code(), Some(2), "clap refuses bad values with 2");
+    assert_eq!(mail_of(&snapshot(&e).await, &upn), mail_of(&before, &upn));
+}
