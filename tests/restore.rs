@@ -718,3 +718,57 @@ async fn command_line_restore_and_its_exit_codes() {
     assert_eq!(o.status.code(), Some(2), "clap refuses bad values with 2");
     assert_eq!(mail_of(&snapshot(&e).await, &upn), mail_of(&before, &upn));
 }
+
+/// Sorted content hashes of a user's events or contacts (ids change on restore).
+fn hashes(snap: &Value, what: &str, upn: &str) -> Vec<String> {
+    let mut h: Vec<String> = snap[what][upn]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect();
+    h.sort();
+    h
+}
+
+#[actix_web::test]
+async fn whole_calendars_and_contacts_round_trip_identically() {
+    let e = env(&[Service::Calendar, Service::Contacts]).await;
+    let run = RunId(e.backup().await.run_id);
+    let before = snapshot(&e).await;
+    let upn = before["events"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .find(|u| {
+            u.contains('@')
+                && !before["events"][u.as_str()].as_object().unwrap().is_empty()
+                && !before["contacts"][u.as_str()]
+                    .as_object()
+                    .unwrap()
+                    .is_empty()
+        })
+        .unwrap()
+        .clone();
+    let mut ops: Vec<Value> = Vec::new();
+    for (what, op) in [("events", "delete_event"), ("contacts", "delete_contact")] {
+        for id in before[what][&upn].as_object().unwrap().keys() {
+            ops.push(json!({"op": op, "user": upn, "id": id}));
+        }
+    }
+    let n = ops.len();
+    e.control(Method::POST, "mutate", Some(Value::Array(ops)))
+        .await;
+    let paths = [format!("/users/{upn}"), format!("/users/{upn}/calendar")];
+    let report = restore(&e, run, &paths, Conflict::Skip).await;
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    assert_eq!(report.restored as usize, n, "{report:?}");
+    let after = snapshot(&e).await;
+    for what in ["events", "contacts"] {
+        assert_eq!(
+            hashes(&after, what, &upn),
+            hashes(&before, what, &upn),
+            "{what}"
+        );
+    }
+}
