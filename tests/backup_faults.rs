@@ -57,8 +57,18 @@ async fn throttled_faulty_tenant_is_backed_up_completely_within_mailbox_limits()
 #[actix_web::test]
 async fn killed_backups_resume_and_end_complete() {
     let mut opts = SimOptions::new(Profile::Tiny);
-    opts.latency_ms = 3;
+    // Slow enough that a run lasts several seconds, so that kills land in the middle of it.
+    opts.latency_ms = 20;
     let e = env_with(&[Service::Mail, Service::Onedrive, Service::Contacts], opts).await;
+    let upn = e
+        .control(reqwest::Method::GET, "snapshot?content=false", None)
+        .await["mail"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .next()
+        .unwrap()
+        .clone();
     let data = e.dir.path().join("data");
     TaskStore::open(&data)
         .unwrap()
@@ -82,13 +92,21 @@ async fn killed_backups_resume_and_end_complete() {
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
+        // New mail between kills, so that every run has something to download.
+        let add = json!([
+            {"op": "add_message", "user": upn, "folder": "inbox"},
+            {"op": "add_message", "user": upn, "folder": "inbox"},
+        ]);
+        e.control(reqwest::Method::POST, "mutate", Some(add)).await;
         let mut child = run(false).spawn().unwrap();
-        tokio::time::sleep(Duration::from_millis(100 + seed % 1500)).await;
+        tokio::time::sleep(Duration::from_millis(50 + seed % 900)).await;
         if child.try_wait().unwrap().is_none() {
             child.kill().unwrap();
             killed += 1;
         }
-        child.wait().unwrap();
+        tokio::task::spawn_blocking(move || child.wait().unwrap())
+            .await
+            .unwrap();
         // The repository opens and is sound after every kill.
         let repo = backhome_store::Repository::open(&e.spec.repo, None).unwrap();
         assert!(
@@ -97,8 +115,12 @@ async fn killed_backups_resume_and_end_complete() {
                 .is_ok()
         );
     }
-    assert!(killed >= 5, "only {killed} runs were interrupted");
-    let out = run(true).output().unwrap();
+    eprintln!("{killed} of 20 runs were killed in the middle");
+    assert!(killed >= 10, "only {killed} runs were interrupted");
+    let mut last = run(true);
+    let out = tokio::task::spawn_blocking(move || last.output().unwrap())
+        .await
+        .unwrap();
     assert!(
         out.status.success(),
         "{}",
