@@ -772,3 +772,140 @@ async fn whole_calendars_and_contacts_round_trip_identically() {
         );
     }
 }
+
+/// Every team's channels (id, name) and their root posts (createdDateTime, author, reply count).
+async fn team_channels(
+    client: &backhome_graph::Client,
+    team: &str,
+) -> BTreeMap<String, Vec<(String, String, usize)>> {
+    use futures_util::TryStreamExt;
+    let mut out = BTreeMap::new();
+    let channels: Vec<Value> = client
+        .items(backhome_graph::Call::get(format!("/teams/{team}/channels")))
+        .try_collect()
+        .await
+        .unwrap();
+    for c in channels {
+        let cid = c["id"].as_str().unwrap();
+        let posts: Vec<Value> = client
+            .items(backhome_graph::Call::get(format!(
+                "/teams/{team}/channels/{cid}/messages"
+            )))
+            .try_collect()
+            .await
+            .unwrap();
+        let mut rows = Vec::new();
+        for p in posts {
+            let replies: Vec<Value> = client
+                .items(backhome_graph::Call::get(format!(
+                    "/teams/{team}/channels/{cid}/messages/{}/replies",
+                    p["id"].as_str().unwrap()
+                )))
+                .try_collect()
+                .await
+                .unwrap();
+            let live = replies
+                .iter()
+                .filter(|r| r["deletedDateTime"].is_null())
+                .count();
+            rows.push((
+                // To the second: the simulator keeps whole seconds of imported times.
+                p["createdDateTime"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .chars()
+                    .take(19)
+                    .collect(),
+                p["from"]["user"]["displayName"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                live,
+            ));
+        }
+        rows.sort();
+        out.insert(c["displayName"].as_str().unwrap().to_owned(), rows);
+    }
+    out
+}
+
+#[actix_web::test]
+async fn channels_are_imported_into_migration_mode_channels_with_authors_and_times() {
+    let e = env(&[Service::Teams]).await;
+    let run = RunId(e.backup().await.run_id);
+    let team = e
+        .repo
+        .objects()
+        .unwrap()
+        .into_iter()
+        .find(|o| o.info.extra["team"] == json!(true))
+        .unwrap();
+    let client = backhome::connect::client(&e.spec, &e.creds).unwrap();
+    let before = team_channels(&client, &team.info.graph_id).await;
+    let nick = team.info.address.clone().unwrap();
+    let report = restore(&e, run, &[format!("/teams/{nick}")], Conflict::Skip).await;
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    assert!(report.restored > 0);
+    let after = team_channels(&client, &team.info.graph_id).await;
+    for (name, posts) in &before {
+        let restored = after
+            .get(&format!("{name} (restored)"))
+            .unwrap_or_else(|| panic!("{name} not restored: {:?}", after.keys()));
+        assert_eq!(
+            restored, posts,
+            "{name}: original times, authors and replies"
+        );
+    }
+    // Again with skip: nothing new.
+    let again = restore(&e, run, &[format!("/teams/{nick}")], Conflict::Skip).await;
+    assert_eq!(again.restored, 0, "{again:?}");
+    assert_eq!(team_channels(&client, &team.info.graph_id).await, after);
+}
+
+#[actix_web::test]
+async fn without_the_migration_permission_channels_become_transcripts_in_the_library() {
+    let e = env(&[Service::Teams]).await;
+    let run = RunId(e.backup().await.run_id);
+    let app = e
+        .control(
+            Method::POST,
+            "apps",
+            Some(json!({"roles": ["User.Read.All", "Group.Read.All", "Sites.ReadWrite.All", "Files.ReadWrite.All", "ChannelMessage.Read.All"], "password": "pw"})),
+        )
+        .await;
+    let mut spec = e.spec.clone();
+    spec.app_id = app["app_id"].as_str().unwrap().to_owned();
+    let creds = backhome::task::Credentials {
+        pfx: std::fs::read(app["cert_pfx"].as_str().unwrap()).unwrap(),
+        password: app["cert_password"].as_str().unwrap().to_owned(),
+    };
+    let team = e
+        .repo
+        .objects()
+        .unwrap()
+        .into_iter()
+        .find(|o| o.info.extra["team"] == json!(true))
+        .unwrap();
+    let nick = team.info.address.clone().unwrap();
+    let client = backhome::connect::client(&spec, &creds).unwrap();
+    let report = restore::run(
+        client,
+        e.repo.clone(),
+        RestoreRequest::new(run, vec![format!("/teams/{nick}")]),
+        Arc::default(),
+        Arc::new(AtomicBool::new(false)),
+    )
+    .await
+    .unwrap();
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    assert!(report.restored > 0);
+    let snap = snapshot(&e).await;
+    let transcripts: usize = snap["drives"]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|d| d.as_object().unwrap().keys())
+        .filter(|p| p.starts_with("Restored conversations/") && p.ends_with(".html"))
+        .count();
+    assert_eq!(transcripts as u64, report.restored, "{report:?}");
+}

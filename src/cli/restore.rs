@@ -107,9 +107,9 @@ pub async fn restore(data: &Path, a: RestoreArgs) -> anyhow::Result<i32> {
         for f in &report.failed {
             println!("  {}: {}", f.path, f.reason);
         }
-        if report.failed.iter().any(|f| f.path.contains("/channels")) {
+        if report.items.iter().any(|i| i.path.starts_with("/teams/")) {
             println!(
-                "  Teams conversations cannot be posted back as their authors through Graph; export them as HTML instead."
+                "  Teams conversations are imported into new channels named \"… (restored)\" with their original authors and times (Teams migration mode), or, without that permission, written as HTML transcripts under \"Restored conversations\" in the team's library. See docs/restore-limits.md."
             );
         }
     }

@@ -14,7 +14,7 @@ use time::format_description::well_known::Rfc3339;
 
 use super::{Conflict, Item, ItemError, Job, Outcome, RepoSource, RestoreError, Selection};
 
-struct Target<'a> {
+pub(super) struct Target<'a> {
     job: &'a Job,
     drive: String,
     root: String,
@@ -36,28 +36,7 @@ pub(super) async fn restore(job: &Job, s: &Selection) -> Result<(), RestoreError
             return Ok(());
         }
     };
-    let root: Value = job
-        .client
-        .json(
-            Call::get(format!(
-                "/drives/{}/root?$select=id",
-                encode_segment(&drive)
-            ))
-            .resource(drive.clone()),
-        )
-        .await?;
-    let root = root
-        .get("id")
-        .and_then(Value::as_str)
-        .ok_or_else(|| RestoreError::Invalid("the drive's root has no id".into()))?
-        .to_owned();
-    let mut t = Target {
-        job,
-        drive,
-        root,
-        children: HashMap::new(),
-        folders: HashMap::new(),
-    };
+    let mut t = open(job, drive).await?;
     for item in &s.items {
         if job.cancelled() {
             return Err(RestoreError::Cancelled);
@@ -79,6 +58,32 @@ pub(super) async fn restore(job: &Job, s: &Selection) -> Result<(), RestoreError
         job.record(&item.path, result)?;
     }
     Ok(())
+}
+
+/// A drive as a restore target: its root looked up, no folder known yet.
+pub(super) async fn open(job: &Job, drive: String) -> Result<Target<'_>, RestoreError> {
+    let root: Value = job
+        .client
+        .json(
+            Call::get(format!(
+                "/drives/{}/root?$select=id",
+                encode_segment(&drive)
+            ))
+            .resource(drive.clone()),
+        )
+        .await?;
+    let root = root
+        .get("id")
+        .and_then(Value::as_str)
+        .ok_or_else(|| RestoreError::Invalid("the drive's root has no id".into()))?
+        .to_owned();
+    Ok(Target {
+        job,
+        drive,
+        root,
+        children: HashMap::new(),
+        folders: HashMap::new(),
+    })
 }
 
 async fn drive_of(job: &Job, s: &Selection) -> Result<String, ItemError> {
@@ -162,7 +167,7 @@ impl Target<'_> {
 
     /// The id of the folder at `names` (under the target folder), creating what is missing;
     /// `true` when the last one was created.
-    async fn folder(&mut self, names: &[String]) -> Result<(String, bool), ItemError> {
+    pub(super) async fn folder(&mut self, names: &[String]) -> Result<(String, bool), ItemError> {
         let mut full: Vec<String> = self
             .job
             .req
@@ -225,6 +230,39 @@ impl Target<'_> {
             parent = id;
         }
         Ok((parent, created))
+    }
+
+    /// Uploads a small generated file (a transcript) into folder `parent`, by the job's policy.
+    pub(super) async fn put_small(
+        &mut self,
+        parent: &str,
+        name: &str,
+        bytes: bytes::Bytes,
+    ) -> Result<Outcome, ItemError> {
+        let conflict = match self.job.req.conflict {
+            Conflict::Skip => {
+                if self.child(parent, name).await?.is_some() {
+                    return Ok(Outcome::Skipped);
+                }
+                ConflictBehavior::Fail
+            }
+            Conflict::Overwrite => ConflictBehavior::Replace,
+            Conflict::KeepBoth => ConflictBehavior::Rename,
+        };
+        let options = UploadOptions {
+            conflict,
+            resource: Some(self.drive.clone()),
+            ..UploadOptions::default()
+        };
+        let done = self
+            .job
+            .client
+            .upload_small(&self.drive, parent, name, bytes, &options)
+            .await?;
+        if let Some(c) = self.children.get_mut(parent) {
+            c.insert(name.to_lowercase(), (done.id, false));
+        }
+        Ok(Outcome::Restored)
     }
 
     async fn file(&mut self, item: &Item) -> Result<Outcome, ItemError> {

@@ -3,7 +3,8 @@
 //!
 //! A restore is a job: [`run`] walks the selection at the chosen run, recreates the folder tree
 //! under it, and recreates every item through Graph (mail from its MIME, files by upload, events
-//! and contacts from their JSON), streaming content from the repository. Progress is counted in a
+//! and contacts from their JSON, channel conversations into migration-mode channels or as HTML
+//! transcripts), streaming content from the repository. Progress is counted in a
 //! shared [`RestoreProgress`]; a cancel flag stops it between items. The [`RestoreReport`] lists
 //! every item restored, skipped or failed with why. What Graph cannot keep is written down in
 //! `docs/restore-limits.md`.
@@ -12,6 +13,7 @@ mod files;
 mod mail;
 mod outlook;
 mod source;
+mod teams;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -362,16 +364,7 @@ pub async fn run(
             Workload::Drive => files::restore(&job, s).await?,
             Workload::Calendar => outlook::restore_events(&job, s).await?,
             Workload::Contacts => outlook::restore_contacts(&job, s).await?,
-            Workload::Channels => {
-                for item in &s.items {
-                    job.record(
-                        &item.path,
-                        Err(ItemError::Other(
-                            "Teams channel conversations cannot be restored to Microsoft 365 by this version; export them instead".into(),
-                        )),
-                    )?;
-                }
-            }
+            Workload::Channels => teams::restore(&job, s).await?,
         }
     }
     if job.cancelled() {
