@@ -3,15 +3,19 @@
 //! state and flag are set as far as Graph allows (see `docs/restore-limits.md`).
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 
 use backhome_graph::{Call, ErrorClass, encode_segment};
 use backhome_store::NodeKind;
 use base64::Engine as _;
 use bytes::Bytes;
-use futures_util::TryStreamExt;
+use futures_util::{StreamExt, TryStreamExt};
 use serde_json::{Value, json};
 
 use super::{Conflict, Item, ItemError, Job, Outcome, RestoreError, Selection};
+
+/// Messages of each folder: folder id → `internetMessageId` → message ids.
+type Listed = HashMap<String, HashMap<String, Vec<String>>>;
 
 /// Mail folder state of one target mailbox.
 struct Target<'a> {
@@ -22,7 +26,7 @@ struct Target<'a> {
     /// Folder path (display names) → folder id.
     folders: HashMap<Vec<String>, String>,
     /// Messages of a folder: `internetMessageId` → message ids.
-    messages: HashMap<String, HashMap<String, Vec<String>>>,
+    messages: Mutex<Listed>,
 }
 
 /// Restores the messages and folders of one mailbox selection.
@@ -32,8 +36,11 @@ pub(super) async fn restore(job: &Job, s: &Selection) -> Result<(), RestoreError
         base: job.account_base(&s.object),
         children: HashMap::new(),
         folders: HashMap::new(),
-        messages: HashMap::new(),
+        messages: Mutex::default(),
     };
+    // Folders first, in order (parents before children); the messages of each target folder
+    // are listed once, for the conflict checks.
+    let mut pending: Vec<(&Item, String)> = Vec::new();
     for item in &s.items {
         if job.cancelled() {
             return Err(RestoreError::Cancelled);
@@ -46,7 +53,13 @@ pub(super) async fn restore(job: &Job, s: &Selection) -> Result<(), RestoreError
                     Outcome::Skipped
                 }
             }),
-            NodeKind::Message => t.message(item).await,
+            NodeKind::Message => match t.prepare(&item.folders).await {
+                Ok(folder) => {
+                    pending.push((item, folder));
+                    continue;
+                }
+                Err(e) => Err(e),
+            },
             other => Err(ItemError::Other(format!(
                 "a {} cannot be restored into a mailbox",
                 other.as_str()
@@ -54,8 +67,30 @@ pub(super) async fn restore(job: &Job, s: &Selection) -> Result<(), RestoreError
         };
         job.record(&item.path, result)?;
     }
+    // Then the messages, as many at once as Exchange allows per mailbox.
+    let t = &t;
+    let mut results = futures_util::stream::iter(pending)
+        .map(|(item, folder)| async move {
+            if job.cancelled() {
+                return None;
+            }
+            Some((item, t.message(item, &folder).await))
+        })
+        .buffer_unordered(MESSAGES_AT_ONCE);
+    while let Some(done) = results.next().await {
+        if let Some((item, result)) = done {
+            job.record(&item.path, result)?;
+        }
+    }
+    if job.cancelled() {
+        return Err(RestoreError::Cancelled);
+    }
     Ok(())
 }
+
+/// Messages created at once in one mailbox (Exchange allows 4 concurrent requests per mailbox
+/// and application).
+const MESSAGES_AT_ONCE: usize = 4;
 
 fn folder_path(job: &Job, names: &[String]) -> Vec<String> {
     let mut p: Vec<String> = job.req.target_folder.iter().cloned().collect();
@@ -178,7 +213,24 @@ impl Target<'_> {
             .ok_or_else(|| ItemError::Other("no folder".into()))
     }
 
-    async fn load_messages(&mut self, folder: &str) -> Result<(), ItemError> {
+    /// The folder of a message, created if needed, with its messages listed for the conflict
+    /// check.
+    async fn prepare(&mut self, names: &[String]) -> Result<String, ItemError> {
+        let (folder, _) = self.folder(names).await?;
+        let listed = self
+            .messages
+            .lock()
+            .map_err(|_| ItemError::Other("message cache poisoned".into()))?
+            .contains_key(&folder);
+        // Listed with keep-both too: after a lost answer, a new id tells that the create went
+        // through.
+        if !listed {
+            self.load_messages(&folder).await?;
+        }
+        Ok(folder)
+    }
+
+    async fn load_messages(&self, folder: &str) -> Result<(), ItemError> {
         // A delta round lists every message of the folder with only the fields asked for.
         let url = format!(
             "{}/mailFolders/{}/messages/delta?$select=internetMessageId",
@@ -204,32 +256,34 @@ impl Target<'_> {
                 map.entry(imid.to_owned()).or_default().push(id.to_owned());
             }
         }
-        self.messages.insert(folder.to_owned(), map);
+        self.cache()?.insert(folder.to_owned(), map);
         Ok(())
     }
 
-    async fn existing(&mut self, folder: &str, imid: &str) -> Result<Vec<String>, ItemError> {
-        if !self.messages.contains_key(folder) {
-            self.load_messages(folder).await?;
-        }
+    fn cache(&self) -> Result<std::sync::MutexGuard<'_, Listed>, ItemError> {
+        self.messages
+            .lock()
+            .map_err(|_| ItemError::Other("message cache poisoned".into()))
+    }
+
+    fn existing(&self, folder: &str, imid: &str) -> Result<Vec<String>, ItemError> {
         Ok(self
-            .messages
+            .cache()?
             .get(folder)
             .and_then(|m| m.get(imid))
             .cloned()
             .unwrap_or_default())
     }
 
-    async fn message(&mut self, item: &Item) -> Result<Outcome, ItemError> {
+    async fn message(&self, item: &Item, folder: &str) -> Result<Outcome, ItemError> {
         let meta = &item.version.metadata;
-        let (folder, _) = self.folder(&item.folders).await?;
         let imid = meta
             .get("internetMessageId")
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty())
             .map(str::to_owned);
         if let (Some(imid), false) = (&imid, self.job.req.conflict == Conflict::KeepBoth) {
-            let existing = self.existing(&folder, imid).await?;
+            let existing = self.existing(folder, imid)?;
             if !existing.is_empty() {
                 if self.job.req.conflict == Conflict::Skip {
                     return Ok(Outcome::Skipped);
@@ -244,7 +298,7 @@ impl Target<'_> {
                         Err(e) => return Err(e.into()),
                     }
                 }
-                if let Some(m) = self.messages.get_mut(&folder) {
+                if let Some(m) = self.cache()?.get_mut(folder) {
                     m.remove(imid);
                 }
             }
@@ -260,7 +314,7 @@ impl Target<'_> {
             format!(
                 "{}/mailFolders/{}/messages",
                 self.base,
-                encode_segment(&folder)
+                encode_segment(folder)
             ),
             &Value::Null,
         )?
@@ -275,18 +329,18 @@ impl Target<'_> {
             Err(e) if matches!(e.class(), ErrorClass::Temporary) && imid.is_some() => {
                 // The answer was lost: the message may have been created. Look before failing,
                 // so that a retry never makes a duplicate.
-                self.load_messages(&folder).await?;
-                let found = self
-                    .existing(&folder, imid.as_deref().unwrap_or_default())
-                    .await?;
-                match found.into_iter().last() {
+                let imid = imid.as_deref().unwrap_or_default();
+                let known = self.existing(folder, imid)?;
+                self.load_messages(folder).await?;
+                let found = self.existing(folder, imid)?;
+                match found.into_iter().find(|id| !known.contains(id)) {
                     Some(id) => id,
                     None => return Err(e.into()),
                 }
             }
             Err(e) => return Err(e.into()),
         };
-        if let (Some(imid), Some(m)) = (&imid, self.messages.get_mut(&folder)) {
+        if let (Some(imid), Some(m)) = (&imid, self.cache()?.get_mut(folder)) {
             m.entry(imid.clone()).or_default().push(id.clone());
         }
         let patch = patch_body(meta);
