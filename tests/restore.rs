@@ -912,3 +912,48 @@ async fn without_the_migration_permission_channels_become_transcripts_in_the_lib
         .count();
     assert_eq!(transcripts as u64, report.restored, "{report:?}");
 }
+
+#[actix_web::test]
+async fn a_200_mb_file_round_trips_through_an_upload_session() {
+    let e = env(&[Service::Onedrive]).await;
+    let snap = snapshot(&e).await;
+    let upn = snap["mail"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .next()
+        .unwrap()
+        .clone();
+    let client = backhome::connect::client(&e.spec, &e.creds).unwrap();
+    let d: Value = client
+        .json(backhome_graph::Call::get(format!(
+            "/users/{upn}/drive?$select=id"
+        )))
+        .await
+        .unwrap();
+    let drive = d["id"].as_str().unwrap().to_owned();
+    e.control(
+        Method::POST,
+        "mutate",
+        Some(json!({"op": "add_file", "drive": drive, "name": "big.bin", "size": 200u64 * 1024 * 1024})),
+    )
+    .await;
+    let run = RunId(e.backup().await.run_id);
+    let before = drive_of(&snapshot(&e).await, &drive);
+    e.control(
+        Method::POST,
+        "mutate",
+        Some(json!({"op": "delete_file", "drive": drive, "id": "big.bin"})),
+    )
+    .await;
+    let report = restore(
+        &e,
+        run,
+        &[format!("/users/{upn}/onedrive/big.bin")],
+        Conflict::Skip,
+    )
+    .await;
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    assert_eq!(report.restored, 1);
+    assert_eq!(drive_of(&snapshot(&e).await, &drive), before);
+}
