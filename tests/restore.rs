@@ -535,6 +535,41 @@ async fn restore_under_faults_and_throttling_completes_without_duplicates() {
     let second = restore(&e, run, std::slice::from_ref(&path), Conflict::Skip).await;
     assert!(second.failed.is_empty(), "{:?}", second.failed);
     assert_eq!(mail_of(&snapshot(&e).await, &upn), mail_of(&before, &upn));
+
+    // A whole OneDrive, every file deleted, restored under faults of the drive endpoints.
+    let client = backhome::connect::client(&e.spec, &e.creds).unwrap();
+    let d: Value = client
+        .json(backhome_graph::Call::get(format!(
+            "/users/{upn}/drive?$select=id"
+        )))
+        .await
+        .unwrap();
+    let drive = d["id"].as_str().unwrap().to_owned();
+    let files = drive_of(&before, &drive);
+    let ops: Vec<Value> = files
+        .keys()
+        .filter(|p| !p.contains('/'))
+        .map(|p| json!({"op": "delete_file", "drive": drive, "id": p}))
+        .collect();
+    assert!(!ops.is_empty());
+    e.control(Method::POST, "mutate", Some(Value::Array(ops)))
+        .await;
+    for kind in [
+        "service_unavailable",
+        "too_many_requests",
+        "gateway_timeout",
+    ] {
+        e.control(
+            Method::POST,
+            "faults",
+            Some(json!({"pattern": "/drives/", "kind": kind, "probability": 0.08, "retry_after": 0.05})),
+        )
+        .await;
+    }
+    let report = restore(&e, run, &[format!("/users/{upn}/onedrive")], Conflict::Skip).await;
+    e.control(Method::DELETE, "faults", None).await;
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    assert_eq!(drive_of(&snapshot(&e).await, &drive), files);
 }
 
 #[actix_web::test]
