@@ -10,7 +10,7 @@ use anyhow::Context;
 use backhome_store::{CreateOptions, Repository};
 
 use crate::backup::{self, Progress};
-use crate::task::{Credentials, Service, TaskSpec, TaskStore};
+use crate::task::{Credentials, TaskSpec, TaskStore};
 
 /// Runs the demo until interrupted. `data` is where the task and its repository go (a fresh
 /// temporary folder when `None`).
@@ -30,26 +30,14 @@ pub async fn run(listen: SocketAddr, data: Option<PathBuf>) -> anyhow::Result<()
 
     let name = format!("demo-{}", &r.tenant_id[..8]);
     let spec = TaskSpec {
-        name: name.clone(),
-        cloud: "custom".into(),
-        login_endpoint: Some(r.login_endpoint.clone()),
-        graph_endpoint: Some(r.graph_endpoint.clone()),
-        ca_cert: None,
-        tenant_id: r.tenant_id.clone(),
-        app_id: r.app_id.clone(),
-        admin_email: None,
-        services: Service::ALL.into_iter().collect(),
-        include_users: vec![],
-        exclude_users: vec![],
-        include_groups: vec![],
-        exclude_groups: vec![],
-        include_sites: vec![],
-        exclude_sites: vec![],
-        auto_discovery: Default::default(),
-        schedule: Default::default(),
-        retention: Default::default(),
         portal: true,
-        repo: data.join("repositories").join(&name),
+        ..TaskSpec::new(
+            name.clone(),
+            r.tenant_id.clone(),
+            r.app_id.clone(),
+            data.join("repositories").join(&name),
+        )
+        .with_endpoints(r.login_endpoint.clone(), r.graph_endpoint.clone())
     };
     let creds = Credentials {
         pfx: std::fs::read(&r.cert_pfx).with_context(|| format!("reading {}", r.cert_pfx))?,

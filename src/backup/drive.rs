@@ -10,7 +10,6 @@ use futures_util::StreamExt;
 
 use super::context::{Ctx, RunError};
 use super::delta;
-use super::progress::Progress;
 
 /// One drive (a OneDrive or a document library) of a protected object.
 pub struct DriveJob<'a> {
@@ -223,23 +222,7 @@ impl DriveJob<'_> {
     }
 
     async fn delete_ids(&self, ids: Vec<String>) -> Result<(), RunError> {
-        let obj = self.object;
-        let n = self
-            .ctx
-            .w(move |w| {
-                let mut n = 0u64;
-                for id in ids {
-                    if let Some(cur) = w.current_version(obj, &id)?
-                        && w.delete_node(cur.node)?
-                    {
-                        n += 1;
-                    }
-                }
-                Ok(n)
-            })
-            .await?;
-        Progress::add(&self.ctx.progress.items_deleted, n);
-        Ok(())
+        super::delete_graph_ids(self.ctx, self.object, ids).await
     }
 
     /// After a full listing: whatever the repository still shows under the drive but Graph no

@@ -11,7 +11,6 @@ use futures_util::{StreamExt, TryStreamExt};
 
 use super::context::{Ctx, RunError};
 use super::delta;
-use super::progress::Progress;
 use crate::paths::item_name;
 
 const MESSAGE_SELECT: &str = "subject,from,toRecipients,ccRecipients,receivedDateTime,sentDateTime,isRead,isDraft,flag,importance,categories,hasAttachments,internetMessageId,conversationId,parentFolderId,changeKey,lastModifiedDateTime,bodyPreview";
@@ -284,22 +283,7 @@ impl Mailbox<'_> {
             Ok(t) => ids.into_iter().filter(|id| !t.contains(id)).collect(),
             Err(_) => return Err(RunError::Internal("mailbox state poisoned".into())),
         };
-        let deleted = self
-            .ctx
-            .w(move |w| {
-                let mut n = 0u64;
-                for id in ids {
-                    if w.current_version(obj, &id)?.is_some() {
-                        let node = w.node(obj, &id, NodeKind::Message)?;
-                        if w.delete_node(node)? {
-                            n += 1;
-                        }
-                    }
-                }
-                Ok(n)
-            })
-            .await?;
-        Progress::add(&self.ctx.progress.items_deleted, deleted);
+        super::delete_graph_ids(self.ctx, obj, ids).await?;
         let tokens = self
             .tokens
             .lock()

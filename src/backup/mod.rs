@@ -431,6 +431,29 @@ async fn close_deleted_objects(
     Ok(())
 }
 
+/// Records the deletion of the items with these Graph ids (those the repository holds).
+///
+/// # Errors
+/// Store failures.
+pub async fn delete_graph_ids(ctx: &Ctx, obj: ObjectId, ids: Vec<String>) -> Result<(), RunError> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let n = ctx
+        .w(move |w| {
+            let mut n = 0u64;
+            for id in ids {
+                if let Some(cur) = w.current_version(obj, &id)? {
+                    n += u64::from(w.delete_node(cur.node)?);
+                }
+            }
+            Ok(n)
+        })
+        .await?;
+    Progress::add(&ctx.progress.items_deleted, n);
+    Ok(())
+}
+
 async fn delete_nodes(ctx: &Ctx, nodes: Vec<NodeId>) -> Result<(), RunError> {
     if nodes.is_empty() {
         return Ok(());

@@ -245,20 +245,6 @@ impl Channel<'_> {
     }
 
     async fn removed(&self, ids: Vec<String>) -> Result<(), RunError> {
-        let obj = self.object;
-        let n = self
-            .ctx
-            .w(move |w| {
-                let mut n = 0u64;
-                for id in ids {
-                    if let Some(c) = w.current_version(obj, &id)? {
-                        n += u64::from(w.delete_node(c.node)?);
-                    }
-                }
-                Ok(n)
-            })
-            .await?;
-        super::progress::Progress::add(&self.ctx.progress.items_deleted, n);
-        Ok(())
+        super::delete_graph_ids(self.ctx, self.object, ids).await
     }
 }

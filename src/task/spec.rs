@@ -191,6 +191,55 @@ pub struct TaskSpec {
 }
 
 impl TaskSpec {
+    /// A task of the global cloud with every service, no selection lists, auto-discovery on,
+    /// a manual schedule, everything kept, and the portal off.
+    #[must_use]
+    pub fn new(
+        name: impl Into<String>,
+        tenant_id: impl Into<String>,
+        app_id: impl Into<String>,
+        repo: PathBuf,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            cloud: "global".into(),
+            login_endpoint: None,
+            graph_endpoint: None,
+            ca_cert: None,
+            tenant_id: tenant_id.into(),
+            app_id: app_id.into(),
+            admin_email: None,
+            services: Service::ALL.into_iter().collect(),
+            include_users: vec![],
+            exclude_users: vec![],
+            include_groups: vec![],
+            exclude_groups: vec![],
+            include_sites: vec![],
+            exclude_sites: vec![],
+            auto_discovery: AutoDiscovery::default(),
+            schedule: Schedule::Manual,
+            retention: Retention::KeepAll,
+            portal: false,
+            repo,
+        }
+    }
+
+    /// The same task pointed at explicit login and Graph endpoints (a simulator, a proxy).
+    #[must_use]
+    pub fn with_endpoints(mut self, login: impl Into<String>, graph: impl Into<String>) -> Self {
+        self.cloud = "custom".into();
+        self.login_endpoint = Some(login.into());
+        self.graph_endpoint = Some(graph.into());
+        self
+    }
+
+    /// The same task backing up only `services`.
+    #[must_use]
+    pub fn with_services(mut self, services: &[Service]) -> Self {
+        self.services = services.iter().copied().collect();
+        self
+    }
+
     /// Checks the fields that do not need the network.
     ///
     /// # Errors
@@ -266,28 +315,12 @@ mod tests {
     use super::*;
 
     pub(crate) fn sample() -> TaskSpec {
-        TaskSpec {
-            name: "contoso".into(),
-            cloud: "global".into(),
-            login_endpoint: None,
-            graph_endpoint: None,
-            ca_cert: None,
-            tenant_id: "contoso.onmicrosoft.com".into(),
-            app_id: "6731de76-14a6-49ae-97bc-6eba6914391e".into(),
-            admin_email: None,
-            services: Service::ALL.into_iter().collect(),
-            include_users: vec![],
-            exclude_users: vec![],
-            include_groups: vec![],
-            exclude_groups: vec![],
-            include_sites: vec![],
-            exclude_sites: vec![],
-            auto_discovery: AutoDiscovery::default(),
-            schedule: Schedule::Manual,
-            retention: Retention::KeepAll,
-            portal: false,
-            repo: "/volume1/backhome/contoso".into(),
-        }
+        TaskSpec::new(
+            "contoso",
+            "contoso.onmicrosoft.com",
+            "6731de76-14a6-49ae-97bc-6eba6914391e",
+            "/volume1/backhome/contoso".into(),
+        )
     }
 
     #[test]

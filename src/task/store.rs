@@ -266,28 +266,13 @@ mod tests {
     use crate::task::spec::{Service, TaskSpec};
 
     fn spec(name: &str) -> TaskSpec {
-        TaskSpec {
-            name: name.into(),
-            cloud: "global".into(),
-            login_endpoint: None,
-            graph_endpoint: None,
-            ca_cert: None,
-            tenant_id: "t".into(),
-            app_id: "6731de76-14a6-49ae-97bc-6eba6914391e".into(),
-            admin_email: None,
-            services: [Service::Mail].into_iter().collect(),
-            include_users: vec![],
-            exclude_users: vec![],
-            include_groups: vec![],
-            exclude_groups: vec![],
-            include_sites: vec![],
-            exclude_sites: vec![],
-            auto_discovery: Default::default(),
-            schedule: Default::default(),
-            retention: Default::default(),
-            portal: false,
-            repo: "/tmp/r".into(),
-        }
+        TaskSpec::new(
+            name,
+            "t",
+            "6731de76-14a6-49ae-97bc-6eba6914391e",
+            "/tmp/r".into(),
+        )
+        .with_services(&[Service::Mail])
     }
 
     #[test]

@@ -28,28 +28,14 @@ pub async fn env_with(services: &[Service], mut opts: SimOptions) -> Env {
     opts.state_dir = Some(dir.path().join("sim"));
     let sim = Simulator::start(opts).await.unwrap();
     let r = sim.ready().clone();
-    let spec = TaskSpec {
-        name: "t".into(),
-        cloud: "custom".into(),
-        login_endpoint: Some(r.login_endpoint.clone()),
-        graph_endpoint: Some(r.graph_endpoint.clone()),
-        ca_cert: None,
-        tenant_id: r.tenant_id.clone(),
-        app_id: r.app_id.clone(),
-        admin_email: None,
-        services: services.iter().copied().collect(),
-        include_users: vec![],
-        exclude_users: vec![],
-        include_groups: vec![],
-        exclude_groups: vec![],
-        include_sites: vec![],
-        exclude_sites: vec![],
-        auto_discovery: Default::default(),
-        schedule: Default::default(),
-        retention: Default::default(),
-        portal: false,
-        repo: dir.path().join("repo"),
-    };
+    let spec = TaskSpec::new(
+        "t",
+        r.tenant_id.clone(),
+        r.app_id.clone(),
+        dir.path().join("repo"),
+    )
+    .with_endpoints(r.login_endpoint.clone(), r.graph_endpoint.clone())
+    .with_services(services);
     let creds = Credentials {
         pfx: std::fs::read(&r.cert_pfx).unwrap(),
         password: r.cert_password.clone(),
