@@ -3,23 +3,30 @@
 //! repository (simple upload up to 4 MiB, a resumable upload session above), modified time kept.
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 
 use backhome_graph::models::DriveItem;
 use backhome_graph::{Call, ConflictBehavior, ErrorClass, UploadOptions, encode_segment};
 use backhome_store::{NodeKind, ObjectKind};
-use futures_util::TryStreamExt;
+use futures_util::{StreamExt, TryStreamExt};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::{Conflict, Item, ItemError, Job, Outcome, RepoSource, RestoreError, Selection};
 
+/// Children of each folder id: lower-case name → (id, is folder).
+type Children = HashMap<String, HashMap<String, (String, bool)>>;
+
+/// Files uploaded at once per drive.
+const FILES_AT_ONCE: usize = 4;
+
 pub(super) struct Target<'a> {
     job: &'a Job,
     drive: String,
     root: String,
     /// Children of a folder id: lower-case name → (id, is folder).
-    children: HashMap<String, HashMap<String, (String, bool)>>,
+    children: Mutex<Children>,
     /// Folder path → id.
     folders: HashMap<Vec<String>, String>,
 }
@@ -37,6 +44,8 @@ pub(super) async fn restore(job: &Job, s: &Selection) -> Result<(), RestoreError
         }
     };
     let mut t = open(job, drive).await?;
+    // Folders first, in order; each file's folder is listed once for the conflict checks.
+    let mut pending: Vec<(&Item, String)> = Vec::new();
     for item in &s.items {
         if job.cancelled() {
             return Err(RestoreError::Cancelled);
@@ -49,13 +58,36 @@ pub(super) async fn restore(job: &Job, s: &Selection) -> Result<(), RestoreError
                     Outcome::Skipped
                 }
             }),
-            NodeKind::File => t.file(item).await,
+            NodeKind::File => match t.prepare(&item.folders).await {
+                Ok(parent) => {
+                    pending.push((item, parent));
+                    continue;
+                }
+                Err(e) => Err(e),
+            },
             other => Err(ItemError::Other(format!(
                 "a {} cannot be restored into a drive",
                 other.as_str()
             ))),
         };
         job.record(&item.path, result)?;
+    }
+    let t = &t;
+    let mut results = futures_util::stream::iter(pending)
+        .map(|(item, parent)| async move {
+            if job.cancelled() {
+                return None;
+            }
+            Some((item, t.file(item, &parent).await))
+        })
+        .buffer_unordered(FILES_AT_ONCE);
+    while let Some(done) = results.next().await {
+        if let Some((item, result)) = done {
+            job.record(&item.path, result)?;
+        }
+    }
+    if job.cancelled() {
+        return Err(RestoreError::Cancelled);
     }
     Ok(())
 }
@@ -81,7 +113,7 @@ pub(super) async fn open(job: &Job, drive: String) -> Result<Target<'_>, Restore
         job,
         drive,
         root,
-        children: HashMap::new(),
+        children: Mutex::default(),
         folders: HashMap::new(),
     })
 }
@@ -125,7 +157,13 @@ fn parse_time(v: &Value) -> Option<OffsetDateTime> {
 }
 
 impl Target<'_> {
-    async fn load_children(&mut self, parent: &str) -> Result<(), ItemError> {
+    fn kids(&self) -> Result<std::sync::MutexGuard<'_, Children>, ItemError> {
+        self.children
+            .lock()
+            .map_err(|_| ItemError::Other("folder cache poisoned".into()))
+    }
+
+    async fn load_children(&self, parent: &str) -> Result<(), ItemError> {
         let url = format!(
             "/drives/{}/items/{}/children?$select=id,name,folder&$top=999",
             encode_segment(&self.drive),
@@ -146,20 +184,17 @@ impl Target<'_> {
                 ))
             })
             .collect();
-        self.children.insert(parent.to_owned(), map);
+        self.kids()?.insert(parent.to_owned(), map);
         Ok(())
     }
 
-    async fn child(
-        &mut self,
-        parent: &str,
-        name: &str,
-    ) -> Result<Option<(String, bool)>, ItemError> {
-        if !self.children.contains_key(parent) {
+    async fn child(&self, parent: &str, name: &str) -> Result<Option<(String, bool)>, ItemError> {
+        let listed = self.kids()?.contains_key(parent);
+        if !listed {
             self.load_children(parent).await?;
         }
         Ok(self
-            .children
+            .kids()?
             .get(parent)
             .and_then(|c| c.get(&name.to_lowercase()))
             .cloned())
@@ -206,7 +241,7 @@ impl Target<'_> {
                     .resource(self.drive.clone());
                     match self.job.client.json::<DriveItem>(call).await {
                         Ok(f) => {
-                            if let Some(c) = self.children.get_mut(&parent) {
+                            if let Some(c) = self.kids()?.get_mut(&parent) {
                                 c.insert(name.to_lowercase(), (f.id.clone(), true));
                             }
                             created = true;
@@ -232,9 +267,16 @@ impl Target<'_> {
         Ok((parent, created))
     }
 
+    /// The folder of a file, created if needed, its children listed.
+    async fn prepare(&mut self, names: &[String]) -> Result<String, ItemError> {
+        let (parent, _) = self.folder(names).await?;
+        self.child(&parent, "").await?;
+        Ok(parent)
+    }
+
     /// Uploads a small generated file (a transcript) into folder `parent`, by the job's policy.
     pub(super) async fn put_small(
-        &mut self,
+        &self,
         parent: &str,
         name: &str,
         bytes: bytes::Bytes,
@@ -259,18 +301,17 @@ impl Target<'_> {
             .client
             .upload_small(&self.drive, parent, name, bytes, &options)
             .await?;
-        if let Some(c) = self.children.get_mut(parent) {
+        if let Some(c) = self.kids()?.get_mut(parent) {
             c.insert(name.to_lowercase(), (done.id, false));
         }
         Ok(Outcome::Restored)
     }
 
-    async fn file(&mut self, item: &Item) -> Result<Outcome, ItemError> {
+    async fn file(&self, item: &Item, parent: &str) -> Result<Outcome, ItemError> {
         let v = &item.version;
         let content = v
             .content
             .ok_or_else(|| ItemError::Other("the backup holds no content for it".into()))?;
-        let (parent, _) = self.folder(&item.folders).await?;
         let name = v
             .metadata
             .get("name")
@@ -279,7 +320,7 @@ impl Target<'_> {
             .to_owned();
         let conflict = match self.job.req.conflict {
             Conflict::Skip => {
-                if self.child(&parent, &name).await?.is_some() {
+                if self.child(parent, &name).await?.is_some() {
                     return Ok(Outcome::Skipped);
                 }
                 ConflictBehavior::Fail
@@ -298,7 +339,7 @@ impl Target<'_> {
         match self
             .job
             .client
-            .upload(&self.drive, &parent, &name, &source, &options)
+            .upload(&self.drive, parent, &name, &source, &options)
             .await
         {
             Ok(done) => {
@@ -306,7 +347,7 @@ impl Target<'_> {
                     .progress
                     .bytes_uploaded
                     .fetch_add(content.size, std::sync::atomic::Ordering::Relaxed);
-                if let Some(c) = self.children.get_mut(&parent) {
+                if let Some(c) = self.kids()?.get_mut(parent) {
                     let key = done.name.as_deref().unwrap_or(&name).to_lowercase();
                     c.insert(key, (done.id, false));
                 }
