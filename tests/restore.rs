@@ -992,3 +992,80 @@ async fn a_200_mb_file_round_trips_through_an_upload_session() {
     assert_eq!(report.restored, 1);
     assert_eq!(drive_of(&snapshot(&e).await, &drive), before);
 }
+
+#[actix_web::test]
+async fn site_libraries_and_group_files_round_trip() {
+    let e = env(&[Service::Sharepoint, Service::Groups]).await;
+    let run = RunId(e.backup().await.run_id);
+    let before = snapshot(&e).await;
+    // Every library of every site, and every group's files: (backup path, drive id).
+    let mut targets: Vec<(String, String)> = Vec::new();
+    for top in ["/sites", "/groups"] {
+        for obj in backhome::cli::browse::list(&e.repo, run, top, false).unwrap() {
+            for root in backhome::cli::browse::list(&e.repo, run, &obj.path, false).unwrap() {
+                let drive = if let Some(d) = root.graph_id.strip_prefix("root:lib:") {
+                    d.to_owned()
+                } else if root.graph_id == "root:files" {
+                    let o = e
+                        .repo
+                        .objects()
+                        .unwrap()
+                        .into_iter()
+                        .find(|o| obj.path.ends_with(o.info.address.as_deref().unwrap_or("-")))
+                        .unwrap();
+                    let client = backhome::connect::client(&e.spec, &e.creds).unwrap();
+                    let d: Value = client
+                        .json(backhome_graph::Call::get(format!(
+                            "/groups/{}/drive?$select=id",
+                            o.info.graph_id
+                        )))
+                        .await
+                        .unwrap();
+                    d["id"].as_str().unwrap().to_owned()
+                } else {
+                    continue;
+                };
+                if before["drives"][&drive]
+                    .as_object()
+                    .is_some_and(|f| f.keys().any(|p| !p.contains('/')))
+                {
+                    targets.push((root.path.clone(), drive));
+                }
+            }
+        }
+    }
+    assert!(
+        targets.iter().any(|(p, _)| p.starts_with("/sites/")),
+        "{targets:?}"
+    );
+    assert!(
+        targets.iter().any(|(p, _)| p.starts_with("/groups/")),
+        "{targets:?}"
+    );
+    let mut ops = Vec::new();
+    let drives: std::collections::BTreeSet<&String> = targets.iter().map(|(_, d)| d).collect();
+    for drive in drives {
+        for p in before["drives"][drive]
+            .as_object()
+            .unwrap()
+            .keys()
+            .filter(|p| !p.contains('/'))
+        {
+            ops.push(json!({"op": "delete_file", "drive": drive, "id": p}));
+        }
+    }
+    e.control(Method::POST, "mutate", Some(Value::Array(ops)))
+        .await;
+    let paths: Vec<String> = targets.iter().map(|(p, _)| p.clone()).collect();
+    let report = restore(&e, run, &paths, Conflict::Skip).await;
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    let after = snapshot(&e).await;
+    for (path, drive) in &targets {
+        // Names OneDrive and SharePoint refuse (here a '"') come back with '_' instead.
+        let expected: BTreeMap<String, String> = drive_of(&before, drive)
+            .into_iter()
+            .map(|(p, h)| (p.replace('"', "_"), h))
+            .collect();
+        assert_eq!(drive_of(&after, drive), expected, "{path}");
+    }
+}

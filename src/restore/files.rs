@@ -137,6 +137,17 @@ async fn drive_of(job: &Job, s: &Selection) -> Result<String, ItemError> {
         .ok_or_else(|| ItemError::Other("the drive has no id".into()))
 }
 
+/// A name with the characters OneDrive and SharePoint never accept (`" * : < > ? / \\ |`)
+/// replaced by `_`; any other name is kept as it is.
+pub(crate) fn forbidden_replaced(name: &str) -> String {
+    name.chars()
+        .map(|c| match c {
+            '"' | '*' | ':' | '<' | '>' | '?' | '/' | '\\' | '|' => '_',
+            c => c,
+        })
+        .collect()
+}
+
 /// A folder name OneDrive and SharePoint accept: `:` (as in "Restored 2026-11-24 14:30")
 /// becomes `.`, the other forbidden characters `_`.
 pub(crate) fn drive_name(name: &str) -> String {
@@ -210,7 +221,7 @@ impl Target<'_> {
             .iter()
             .map(|f| drive_name(f))
             .collect();
-        full.extend(names.iter().cloned());
+        full.extend(names.iter().map(|n| forbidden_replaced(n)));
         let mut parent = self.root.clone();
         let mut created = false;
         for (i, name) in full.iter().enumerate() {
@@ -316,8 +327,8 @@ impl Target<'_> {
             .metadata
             .get("name")
             .and_then(Value::as_str)
-            .unwrap_or(&v.name)
-            .to_owned();
+            .unwrap_or(&v.name);
+        let name = forbidden_replaced(name);
         let conflict = match self.job.req.conflict {
             Conflict::Skip => {
                 if self.child(parent, &name).await?.is_some() {
@@ -379,5 +390,13 @@ mod tests {
         );
         assert_eq!(drive_name("a<b>|c?"), "a_b__c_");
         assert_eq!(drive_name(" x. "), "x");
+        assert_eq!(
+            super::forbidden_replaced("it's \"quoted\".txt"),
+            "it's _quoted_.txt"
+        );
+        assert_eq!(
+            super::forbidden_replaced("dots..and..more."),
+            "dots..and..more."
+        );
     }
 }
