@@ -1069,3 +1069,60 @@ async fn site_libraries_and_group_files_round_trip() {
         assert_eq!(drive_of(&after, drive), expected, "{path}");
     }
 }
+
+#[actix_web::test]
+async fn an_event_comes_back_with_its_attachments() {
+    let e = env(&[Service::Calendar]).await;
+    let run = RunId(e.backup().await.run_id);
+    let before = snapshot(&e).await;
+    // A backed-up event with attachments: (upn, path, graph id).
+    let mut found = None;
+    'users: for upn in before["events"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter(|u| u.contains('@'))
+    {
+        let Ok(entries) =
+            backhome::cli::browse::list(&e.repo, run, &format!("/users/{upn}/calendar"), true)
+        else {
+            continue;
+        };
+        for entry in entries.into_iter().filter(|x| x.kind == "event") {
+            let Target::Node(v) =
+                backhome::cli::browse::resolve(&e.repo, run, &entry.path).unwrap()
+            else {
+                continue;
+            };
+            let mut json = Vec::new();
+            std::io::Read::read_to_end(
+                &mut e.repo.read_content(v.content.unwrap().id).unwrap(),
+                &mut json,
+            )
+            .unwrap();
+            let json: Value = serde_json::from_slice(&json).unwrap();
+            if json["attachments"]
+                .as_array()
+                .is_some_and(|a| !a.is_empty())
+            {
+                found = Some((upn.clone(), entry.path.clone(), v.graph_id.clone()));
+                break 'users;
+            }
+        }
+    }
+    let (upn, path, id) = found.expect("the tenant has an event with attachments");
+    e.control(
+        Method::POST,
+        "mutate",
+        Some(json!({"op": "delete_event", "user": upn, "id": id})),
+    )
+    .await;
+    let report = restore(&e, run, &[path], Conflict::Skip).await;
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    assert_eq!(report.restored, 1);
+    assert_eq!(
+        hashes(&snapshot(&e).await, "events", &upn),
+        hashes(&before, "events", &upn),
+        "the event and its attachments are identical"
+    );
+}
