@@ -257,3 +257,47 @@ async fn new_and_deleted_accounts_are_captured() {
     let then = browse::list(&e.repo, run1, &format!("/users/{gone_user}/mail"), true).unwrap();
     assert!(then.iter().any(|x| x.kind == "message"));
 }
+
+#[actix_web::test]
+async fn without_auto_discovery_new_users_wait_for_the_admin() {
+    let mut e = env(&[Service::Mail]).await;
+    e.spec.auto_discovery.users = false;
+    let first = e.backup().await;
+    let before = browse::list(&e.repo, RunId(first.run_id), "/users", false)
+        .unwrap()
+        .len();
+    let added = e
+        .control(
+            reqwest::Method::POST,
+            "mutate",
+            Some(
+                json!({"op": "add_user", "display_name": "Late Comer", "upn_local": "late.comer"}),
+            ),
+        )
+        .await;
+    let upn = added["results"][0]["userPrincipalName"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let second = e.backup().await;
+    let users: HashSet<String> = browse::list(&e.repo, RunId(second.run_id), "/users", false)
+        .unwrap()
+        .into_iter()
+        .map(|x| x.name)
+        .collect();
+    assert_eq!(
+        users.len(),
+        before,
+        "a new user joined although auto-discovery is off"
+    );
+    assert!(!users.contains(&upn));
+    // Named in the include list, the user joins.
+    e.spec.include_users = users.iter().cloned().chain([upn.clone()]).collect();
+    let third = e.backup().await;
+    let users: HashSet<String> = browse::list(&e.repo, RunId(third.run_id), "/users", false)
+        .unwrap()
+        .into_iter()
+        .map(|x| x.name)
+        .collect();
+    assert!(users.contains(&upn));
+}

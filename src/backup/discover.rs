@@ -1,6 +1,8 @@
 //! Discovery: which users, groups, sites and teams the tenant has, and which of them a task protects.
 
 use backhome_graph::models::{Group, Site, User};
+use std::collections::HashSet;
+
 use backhome_graph::{Call, Client};
 use futures_util::TryStreamExt;
 
@@ -34,6 +36,43 @@ fn matches_any(list: &[String], candidates: &[Option<&str>]) -> bool {
 #[must_use]
 pub fn selected(include: &[String], exclude: &[String], candidates: &[Option<&str>]) -> bool {
     (include.is_empty() || matches_any(include, candidates)) && !matches_any(exclude, candidates)
+}
+
+/// Applies auto-discovery: with it off, an account the task has never backed up joins only when
+/// an include list names it. `known` holds the Graph ids the repository already has; on the
+/// first run everything selected joins.
+pub fn apply_auto_discovery(found: &mut Discovered, spec: &TaskSpec, known: &HashSet<String>) {
+    if known.is_empty() {
+        return;
+    }
+    let auto = &spec.auto_discovery;
+    if !auto.users {
+        found.users.retain(|u| {
+            known.contains(&u.id)
+                || matches_any(
+                    &spec.include_users,
+                    &[u.user_principal_name.as_deref(), u.mail.as_deref()],
+                )
+        });
+    }
+    if !auto.groups {
+        found.groups.retain(|g| {
+            known.contains(&g.id)
+                || matches_any(
+                    &spec.include_groups,
+                    &[g.mail_nickname.as_deref(), g.mail.as_deref()],
+                )
+        });
+    }
+    if !auto.sites {
+        found.sites.retain(|s| {
+            known.contains(&s.id)
+                || matches_any(
+                    &spec.include_sites,
+                    &[s.web_url.as_deref(), s.name.as_deref()],
+                )
+        });
+    }
 }
 
 /// Lists the tenant's accounts and applies the task's selection.

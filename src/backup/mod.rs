@@ -85,7 +85,15 @@ pub async fn run(
     let ctx = Ctx::new(client.clone(), writer, progress, cancel, repo, latest);
     tracing::info!(task = %spec.name, run = %run_id, resumed, "backup started");
 
-    let found = discover::discover(&client, spec).await?;
+    let mut found = discover::discover(&client, spec).await?;
+    let r = ctx.repo.clone();
+    let known: HashSet<String> = tokio::task::spawn_blocking(move || r.objects())
+        .await
+        .map_err(|e| RunError::Internal(e.to_string()))??
+        .into_iter()
+        .map(|o| o.info.graph_id)
+        .collect();
+    discover::apply_auto_discovery(&mut found, spec, &known);
     let listed = found.listed.clone();
     let mut jobs: Vec<Job> = Vec::new();
     jobs.extend(found.users.into_iter().map(Job::User));
