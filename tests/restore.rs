@@ -511,6 +511,12 @@ async fn restore_under_faults_and_throttling_completes_without_duplicates() {
     assert!(report.failed.is_empty(), "{:?}", report.failed);
     let counters = e.control(Method::GET, "counters", None).await;
     assert!(counters["faults"].as_u64().unwrap() > 0, "{counters}");
+    for (mailbox, peak) in counters["max_concurrency_by_mailbox"].as_object().unwrap() {
+        assert!(
+            peak.as_u64().unwrap() <= 4,
+            "mailbox {mailbox} saw {peak} concurrent requests"
+        );
+    }
     e.control(Method::DELETE, "faults", None).await;
     assert_eq!(mail_of(&snapshot(&e).await, &upn), mail_of(&before, &upn));
 
