@@ -301,3 +301,39 @@ async fn without_auto_discovery_new_users_wait_for_the_admin() {
         .collect();
     assert!(users.contains(&upn));
 }
+
+#[actix_web::test]
+async fn a_folder_thirty_levels_deep_is_backed_up() {
+    let e = env(&[Service::Mail]).await;
+    let upn = e
+        .control(reqwest::Method::GET, "snapshot?content=false", None)
+        .await["mail"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .next()
+        .unwrap()
+        .clone();
+    let mut parent = "inbox".to_owned();
+    for level in 1..=30 {
+        let op = json!({"op": "add_folder", "user": upn, "parent": parent, "name": format!("Level {level}")});
+        let r = e.control(reqwest::Method::POST, "mutate", Some(op)).await;
+        parent = r["results"][0]["id"].as_str().unwrap().to_owned();
+    }
+    e.control(
+        reqwest::Method::POST,
+        "mutate",
+        Some(json!({"op": "add_message", "user": upn, "folder": parent})),
+    )
+    .await;
+    let s = e.backup().await;
+    assert!(s.errors.is_empty(), "{:?}", s.errors);
+    let deep: Vec<String> = (1..=30).map(|l| format!("Level {l}")).collect();
+    let path = format!("/users/{upn}/mail/Inbox/{}", deep.join("/"));
+    let leaf = browse::list(&e.repo, RunId(s.run_id), &path, false).unwrap();
+    assert_eq!(
+        leaf.iter().filter(|x| x.kind == "message").count(),
+        1,
+        "{path}"
+    );
+}

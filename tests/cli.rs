@@ -53,7 +53,7 @@ async fn command_line_round_trip_and_bad_inputs() {
             "--graph-endpoint",
             &r.graph_endpoint,
             "--services",
-            "mail,contacts",
+            "mail,contacts,onedrive",
         ];
         let args: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -136,6 +136,24 @@ async fn command_line_round_trip_and_bad_inputs() {
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(o.stdout.len() as u64, msg["size"].as_u64().unwrap());
     assert!(String::from_utf8_lossy(&o.stdout).contains("MIME-Version"));
+    // Every file path ls prints, hostile names included, is accepted as is by cat.
+    let files: Vec<&Value> = entries.iter().filter(|e| e["kind"] == "file").collect();
+    assert!(files.len() > 5, "{} files", files.len());
+    let mut odd = 0;
+    for f in &files {
+        let path = f["path"].as_str().unwrap();
+        odd += usize::from(
+            !f["name"]
+                .as_str()
+                .unwrap()
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || " ._-".contains(c)),
+        );
+        let o = backhome(&data, &["cat", "--task", "t", path]).await;
+        assert!(o.status.success(), "{path}: {}", text(&o));
+        assert_eq!(o.stdout.len() as u64, f["size"].as_u64().unwrap(), "{path}");
+    }
+    assert!(odd > 0, "the tenant has files with unusual names");
     let folder = entries.iter().find(|e| e["kind"] == "mail_folder").unwrap();
     let o = backhome(
         &data,
