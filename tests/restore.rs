@@ -1132,3 +1132,48 @@ async fn an_event_comes_back_with_its_attachments() {
         "the event and its attachments are identical"
     );
 }
+
+#[actix_web::test]
+async fn an_older_run_is_restored_as_it_was() {
+    let e = env(&[Service::Onedrive]).await;
+    let snap = snapshot(&e).await;
+    let upn = snap["mail"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .next()
+        .unwrap()
+        .clone();
+    let client = backhome::connect::client(&e.spec, &e.creds).unwrap();
+    let d: Value = client
+        .json(backhome_graph::Call::get(format!(
+            "/users/{upn}/drive?$select=id"
+        )))
+        .await
+        .unwrap();
+    let drive = d["id"].as_str().unwrap().to_owned();
+    e.control(
+        Method::POST,
+        "mutate",
+        Some(
+            json!({"op": "add_file", "drive": drive, "name": "plan.txt", "content": "version one"}),
+        ),
+    )
+    .await;
+    let run1 = RunId(e.backup().await.run_id);
+    let at_run1 = drive_of(&snapshot(&e).await, &drive);
+    e.control(
+        Method::POST,
+        "mutate",
+        Some(json!({"op": "modify_file", "drive": drive, "id": "plan.txt", "size": 5000})),
+    )
+    .await;
+    let run2 = RunId(e.backup().await.run_id);
+    assert!(run2 > run1);
+    assert_ne!(drive_of(&snapshot(&e).await, &drive), at_run1);
+    let path = format!("/users/{upn}/onedrive/plan.txt");
+    let report = restore(&e, run1, &[path], Conflict::Overwrite).await;
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    assert_eq!(report.restored, 1);
+    assert_eq!(drive_of(&snapshot(&e).await, &drive), at_run1);
+}
