@@ -323,8 +323,8 @@ impl Target<'_> {
         let content = v
             .content
             .ok_or_else(|| ItemError::Other("the backup holds no content for it".into()))?;
-        let name = v
-            .metadata
+        let metadata = self.job.metadata(v).await?;
+        let name = metadata
             .get("name")
             .and_then(Value::as_str)
             .unwrap_or(&v.name);
@@ -339,7 +339,7 @@ impl Target<'_> {
             Conflict::Overwrite => ConflictBehavior::Replace,
             Conflict::KeepBoth => ConflictBehavior::Rename,
         };
-        let fs = &v.metadata["fileSystemInfo"];
+        let fs = &metadata["fileSystemInfo"];
         let options = UploadOptions {
             conflict,
             created: parse_time(&fs["createdDateTime"]),

@@ -276,7 +276,7 @@ impl Target<'_> {
     }
 
     async fn message(&self, item: &Item, folder: &str) -> Result<Outcome, ItemError> {
-        let meta = &item.version.metadata;
+        let meta = &self.job.metadata(&item.version).await?;
         let imid = meta
             .get("internetMessageId")
             .and_then(Value::as_str)

@@ -275,6 +275,19 @@ impl Job {
         Ok(())
     }
 
+    /// The metadata of an item's version: not kept in the selection (a mailbox of 100,000
+    /// messages would hold all their Graph JSON in memory), read when the item is restored.
+    pub async fn metadata(&self, v: &VersionRecord) -> Result<serde_json::Value, ItemError> {
+        if !v.metadata.is_null() {
+            return Ok(v.metadata.clone());
+        }
+        let (repo, node, run) = (self.repo.clone(), v.node, self.req.run);
+        let found = tokio::task::spawn_blocking(move || repo.get_version(node, run))
+            .await
+            .map_err(|e| ItemError::Other(e.to_string()))??;
+        Ok(found.map(|f| f.metadata).unwrap_or_default())
+    }
+
     /// Reads a whole stored content (mail MIME, event or contact JSON: bounded by Exchange).
     pub async fn read_all(&self, v: &VersionRecord) -> Result<Vec<u8>, ItemError> {
         let Some(content) = v.content else {
@@ -480,8 +493,11 @@ fn collect(
             | NodeKind::Channel
     );
     if !container {
+        let mut version = v.clone();
+        // Read again when the item is restored (see `Job::metadata`).
+        version.metadata = serde_json::Value::Null;
         out.push(Item {
-            version: v.clone(),
+            version,
             path: paths::join(&path),
             folders,
             folder_ids,
