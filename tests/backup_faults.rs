@@ -20,14 +20,13 @@ async fn throttled_faulty_tenant_is_backed_up_completely_within_mailbox_limits()
     opts.throttle.retry_after = 0.1;
     opts.latency_ms = 2;
     let e = env_with(&[Service::Mail, Service::Onedrive], opts).await;
-    // About 10 % of Graph answers fail in one of the ways real tenants fail; broken JSON only
-    // where Graph answers JSON (listings and delta pages).
+    // About 10 % of Graph answers fail in one of the ways real tenants fail.
     for (pattern, kind) in [
         ("/users/", "service_unavailable"),
         ("/users/", "gateway_timeout"),
         ("/users/", "connection_reset"),
         ("/users/", "truncated_body"),
-        ("/mailFolders", "malformed_json"),
+        ("/users/", "malformed_json"),
         ("/drives/", "truncated_body"),
     ] {
         e.control(

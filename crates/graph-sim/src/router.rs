@@ -312,14 +312,15 @@ pub async fn handle(state: &SimState, req: GraphRequest) -> GraphResponse {
             FaultKind::ConnectionReset => resp.fault = Some(NetFault::Reset),
             FaultKind::TruncatedBody => resp.fault = Some(NetFault::Truncate),
             FaultKind::Stall => resp.fault = Some(NetFault::Stall(f.stall_ms.unwrap_or(30_000))),
+            // A successful JSON answer arrives broken; MIME, file bytes and error answers are
+            // left alone (Graph never answers `$value` with broken JSON).
             FaultKind::MalformedJson => {
-                let text = match &resp.body {
-                    Body::Json(v) => v.to_string(),
-                    _ => "{}".to_string(),
-                };
-                let cut = text.len() / 2;
-                let broken = format!("{}\u{0}<html>", text.get(..cut).unwrap_or("{"));
-                resp.body = Body::Raw(bytes::Bytes::from(broken), "application/json".into());
+                if let (200..=299, Body::Json(v)) = (resp.status, &resp.body) {
+                    let text = v.to_string();
+                    let cut = text.len() / 2;
+                    let broken = format!("{}\u{0}<html>", text.get(..cut).unwrap_or("{"));
+                    resp.body = Body::Raw(bytes::Bytes::from(broken), "application/json".into());
+                }
             }
             _ => {}
         }
