@@ -552,7 +552,10 @@ fn list_messages(
             .collect();
         msgs.sort_by_key(|m| std::cmp::Reverse(m.received));
         // Only render the requested page: list ids first, then render.
-        let items: Vec<Value> = msgs.iter().map(|m| json!({"__serial": m.serial})).collect();
+        let items: Vec<Value> = msgs
+            .iter()
+            .map(|m| json!({"@sim.serial": m.serial}))
+            .collect();
         let mut resp = page(
             req,
             &match folder {
@@ -567,7 +570,7 @@ fn list_messages(
         if let crate::http::Body::Json(Value::Object(body)) = &mut resp.body {
             if let Some(Value::Array(values)) = body.get_mut("value") {
                 for v in values.iter_mut() {
-                    let serial = v["__serial"]
+                    let serial = v["@sim.serial"]
                         .as_u64()
                         .and_then(|s| u32::try_from(s).ok())
                         .unwrap_or(0);

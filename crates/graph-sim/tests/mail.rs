@@ -492,3 +492,39 @@ async fn json_restore_with_added_attachments() {
     assert_eq!(s, 400);
     h.sim.stop().await;
 }
+
+#[tokio::test]
+async fn message_listing_with_select_pages_distinct_messages() {
+    let h = common::start(Profile::Tiny).await;
+    let upn = h.first_user().await;
+    let (s, all) = h
+        .get(&format!(
+            "/users/{upn}/mailFolders/inbox/messages?$top=1000"
+        ))
+        .await;
+    assert_eq!(s, 200);
+    let (s, picked) = h
+        .get(&format!(
+            "/users/{upn}/mailFolders/inbox/messages?$select=internetMessageId&$top=1000"
+        ))
+        .await;
+    assert_eq!(s, 200);
+    let ids = |v: &serde_json::Value| -> Vec<String> {
+        v["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (a, b) = (ids(&all), ids(&picked));
+    assert!(a.len() > 1);
+    assert_eq!(a, b, "$select must not change which messages are listed");
+    let distinct: std::collections::HashSet<_> = b.iter().collect();
+    assert_eq!(distinct.len(), b.len());
+    let first = &picked["value"][0];
+    assert!(
+        first.get("internetMessageId").is_some() && first.get("subject").is_none(),
+        "{first}"
+    );
+}
