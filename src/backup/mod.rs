@@ -337,6 +337,65 @@ async fn named_root(
     .await
 }
 
+/// A JSON item (event, contact, conversation) to store as a version of its node.
+pub struct JsonVersion {
+    /// The container node.
+    pub parent: NodeId,
+    /// Display name.
+    pub name: String,
+    /// The item's JSON, as stored.
+    pub bytes: Vec<u8>,
+    /// Last modification time.
+    pub modified: Option<time::OffsetDateTime>,
+    /// What tells a changed item from an unchanged one.
+    pub version_tag: Option<String>,
+    /// Text for the search index.
+    pub search: backhome_store::SearchText,
+}
+
+/// Stores `v` as the content of a new version of `(obj, graph_id)` and counts it.
+///
+/// # Errors
+/// Store failures.
+pub async fn put_json_version(
+    ctx: &Ctx,
+    obj: ObjectId,
+    graph_id: &str,
+    kind: NodeKind,
+    v: JsonVersion,
+    existed: bool,
+) -> Result<(), RunError> {
+    let gid = graph_id.to_owned();
+    let outcome = ctx
+        .w(move |w| {
+            let node = w.node(obj, &gid, kind)?;
+            let stored = w.put_bytes(&v.bytes)?;
+            w.put_version(
+                node,
+                &NewVersion {
+                    parent: Some(v.parent),
+                    name: v.name,
+                    content: Some(stored.content),
+                    size: stored.content.size,
+                    modified: v.modified,
+                    version_tag: v.version_tag,
+                    metadata: serde_json::Value::Null,
+                    search: Some(v.search),
+                },
+            )
+        })
+        .await?;
+    count(ctx, outcome, existed);
+    Ok(())
+}
+
+/// A Graph date-time property (`lastModifiedDateTime` …) of a JSON item.
+#[must_use]
+pub fn graph_time(item: &serde_json::Value, key: &str) -> Option<time::OffsetDateTime> {
+    let s = item.get(key)?.as_str()?;
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()
+}
+
 /// Counts a stored version in the run's progress.
 pub fn count(ctx: &Ctx, outcome: VersionOutcome, existed: bool) {
     let p = &ctx.progress;

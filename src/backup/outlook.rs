@@ -144,33 +144,15 @@ impl JsonContainer<'_> {
                 .to_owned(),
             path: String::new(),
         };
-        let modified = item
-            .get("lastModifiedDateTime")
-            .and_then(Value::as_str)
-            .and_then(|s| {
-                time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()
-            });
-        let parent = self.node;
-        let outcome = ctx
-            .w(move |w| {
-                let stored = w.put_bytes(&bytes)?;
-                w.put_version(
-                    node,
-                    &NewVersion {
-                        parent: Some(parent),
-                        name,
-                        content: Some(stored.content),
-                        size: stored.content.size,
-                        modified,
-                        version_tag: tag,
-                        metadata: Value::Null,
-                        search: Some(search),
-                    },
-                )
-            })
-            .await?;
-        super::count(ctx, outcome, cur.is_some());
-        Ok(())
+        let v = super::JsonVersion {
+            parent: self.node,
+            name,
+            bytes,
+            modified: super::graph_time(&item, "lastModifiedDateTime"),
+            version_tag: tag,
+            search,
+        };
+        super::put_json_version(ctx, obj, id, self.kind, v, cur.is_some()).await
     }
 }
 

@@ -199,12 +199,7 @@ impl Channel<'_> {
         post["replies"] = Value::Array(replies);
         let bytes =
             serde_json::to_vec_pretty(&post).map_err(|e| RunError::Internal(e.to_string()))?;
-        let modified = post
-            .get("lastModifiedDateTime")
-            .and_then(Value::as_str)
-            .and_then(|s| {
-                time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()
-            });
+        let modified = super::graph_time(&post, "lastModifiedDateTime");
         let (obj, gid, parent, name) =
             (self.object, id.to_owned(), self.node, item_name(&title, id));
         let existed = ctx
@@ -221,27 +216,23 @@ impl Channel<'_> {
             );
             return Ok(());
         }
-        let outcome = ctx
-            .w(move |w| {
-                let node = w.node(obj, &gid, NodeKind::ChannelMessage)?;
-                let stored = w.put_bytes(&bytes)?;
-                w.put_version(
-                    node,
-                    &NewVersion {
-                        parent: Some(parent),
-                        name,
-                        content: Some(stored.content),
-                        size: stored.content.size,
-                        modified,
-                        version_tag: tag,
-                        metadata: Value::Null,
-                        search: Some(search),
-                    },
-                )
-            })
-            .await?;
-        super::count(ctx, outcome, existed.is_some());
-        Ok(())
+        let v = super::JsonVersion {
+            parent,
+            name,
+            bytes,
+            modified,
+            version_tag: tag,
+            search,
+        };
+        super::put_json_version(
+            ctx,
+            obj,
+            &gid,
+            NodeKind::ChannelMessage,
+            v,
+            existed.is_some(),
+        )
+        .await
     }
 
     async fn removed(&self, ids: Vec<String>) -> Result<(), RunError> {
