@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use backhome_graph::models::DriveItem;
 use backhome_graph::{Call, ConflictBehavior, ErrorClass, UploadOptions, encode_segment};
 use backhome_store::{NodeKind, ObjectKind};
-use futures_util::{StreamExt, TryStreamExt};
+use futures_util::TryStreamExt;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -43,53 +43,9 @@ pub(super) async fn restore(job: &Job, s: &Selection) -> Result<(), RestoreError
             return Ok(());
         }
     };
-    let mut t = open(job, drive).await?;
-    // Folders first, in order; each file's folder is listed once for the conflict checks.
-    let mut pending: Vec<(&Item, String)> = Vec::new();
-    for item in &s.items {
-        if job.cancelled() {
-            return Err(RestoreError::Cancelled);
-        }
-        let result = match item.version.kind {
-            NodeKind::DriveFolder => t.folder(&item.folders).await.map(|(_, created)| {
-                if created {
-                    Outcome::Restored
-                } else {
-                    Outcome::Skipped
-                }
-            }),
-            NodeKind::File => match t.prepare(&item.folders).await {
-                Ok(parent) => {
-                    pending.push((item, parent));
-                    continue;
-                }
-                Err(e) => Err(e),
-            },
-            other => Err(ItemError::Other(format!(
-                "a {} cannot be restored into a drive",
-                other.as_str()
-            ))),
-        };
-        job.record(&item.path, result)?;
-    }
-    let t = &t;
-    let mut results = futures_util::stream::iter(pending)
-        .map(|(item, parent)| async move {
-            if job.cancelled() {
-                return None;
-            }
-            Some((item, t.file(item, &parent).await))
-        })
-        .buffer_unordered(FILES_AT_ONCE);
-    while let Some(done) = results.next().await {
-        if let Some((item, result)) = done {
-            job.record(&item.path, result)?;
-        }
-    }
-    if job.cancelled() {
-        return Err(RestoreError::Cancelled);
-    }
-    Ok(())
+    let t = open(job, drive).await?;
+    // Each file's folder is listed once, for the conflict checks.
+    super::tree::restore(job, &s.items, t).await
 }
 
 /// A drive as a restore target: its root looked up, no folder known yet.
@@ -375,6 +331,25 @@ impl Target<'_> {
             ))),
             Err(e) => Err(e.into()),
         }
+    }
+}
+
+impl super::tree::FolderTree for Target<'_> {
+    const FOLDER: NodeKind = NodeKind::DriveFolder;
+    const LEAF: NodeKind = NodeKind::File;
+    const NAME: &'static str = "drive";
+    const AT_ONCE: usize = FILES_AT_ONCE;
+
+    async fn folder(&mut self, names: &[String]) -> Result<(String, bool), ItemError> {
+        Target::folder(self, names).await
+    }
+
+    async fn prepare(&mut self, names: &[String]) -> Result<String, ItemError> {
+        Target::prepare(self, names).await
+    }
+
+    async fn leaf(&self, item: &Item, parent: &str) -> Result<Outcome, ItemError> {
+        self.file(item, parent).await
     }
 }
 

@@ -9,7 +9,7 @@ use backhome_graph::{Call, ErrorClass, encode_segment};
 use backhome_store::NodeKind;
 use base64::Engine as _;
 use bytes::Bytes;
-use futures_util::{StreamExt, TryStreamExt};
+use futures_util::TryStreamExt;
 use serde_json::{Value, json};
 
 use super::{Conflict, Item, ItemError, Job, Outcome, RestoreError, Selection};
@@ -31,61 +31,15 @@ struct Target<'a> {
 
 /// Restores the messages and folders of one mailbox selection.
 pub(super) async fn restore(job: &Job, s: &Selection) -> Result<(), RestoreError> {
-    let mut t = Target {
+    let t = Target {
         job,
         base: job.account_base(&s.object),
         children: HashMap::new(),
         folders: HashMap::new(),
         messages: Mutex::default(),
     };
-    // Folders first, in order (parents before children); the messages of each target folder
-    // are listed once, for the conflict checks.
-    let mut pending: Vec<(&Item, String)> = Vec::new();
-    for item in &s.items {
-        if job.cancelled() {
-            return Err(RestoreError::Cancelled);
-        }
-        let result = match item.version.kind {
-            NodeKind::MailFolder => t.folder(&item.folders).await.map(|(_, created)| {
-                if created {
-                    Outcome::Restored
-                } else {
-                    Outcome::Skipped
-                }
-            }),
-            NodeKind::Message => match t.prepare(&item.folders).await {
-                Ok(folder) => {
-                    pending.push((item, folder));
-                    continue;
-                }
-                Err(e) => Err(e),
-            },
-            other => Err(ItemError::Other(format!(
-                "a {} cannot be restored into a mailbox",
-                other.as_str()
-            ))),
-        };
-        job.record(&item.path, result)?;
-    }
-    // Then the messages, as many at once as Exchange allows per mailbox.
-    let t = &t;
-    let mut results = futures_util::stream::iter(pending)
-        .map(|(item, folder)| async move {
-            if job.cancelled() {
-                return None;
-            }
-            Some((item, t.message(item, &folder).await))
-        })
-        .buffer_unordered(MESSAGES_AT_ONCE);
-    while let Some(done) = results.next().await {
-        if let Some((item, result)) = done {
-            job.record(&item.path, result)?;
-        }
-    }
-    if job.cancelled() {
-        return Err(RestoreError::Cancelled);
-    }
-    Ok(())
+    // The messages of each target folder are listed once, for the conflict checks.
+    super::tree::restore(job, &s.items, t).await
 }
 
 /// Messages created at once in one mailbox (Exchange allows 4 concurrent requests per mailbox
@@ -395,6 +349,25 @@ pub(crate) fn patch_body(meta: &Value) -> Value {
         body.insert("singleValueExtendedProperties".into(), Value::Array(props));
     }
     Value::Object(body)
+}
+
+impl super::tree::FolderTree for Target<'_> {
+    const FOLDER: NodeKind = NodeKind::MailFolder;
+    const LEAF: NodeKind = NodeKind::Message;
+    const NAME: &'static str = "mailbox";
+    const AT_ONCE: usize = MESSAGES_AT_ONCE;
+
+    async fn folder(&mut self, names: &[String]) -> Result<(String, bool), ItemError> {
+        Target::folder(self, names).await
+    }
+
+    async fn prepare(&mut self, names: &[String]) -> Result<String, ItemError> {
+        Target::prepare(self, names).await
+    }
+
+    async fn leaf(&self, item: &Item, folder: &str) -> Result<Outcome, ItemError> {
+        self.message(item, folder).await
+    }
 }
 
 #[cfg(test)]

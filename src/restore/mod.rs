@@ -14,6 +14,7 @@ mod mail;
 mod outlook;
 mod source;
 mod teams;
+mod tree;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
