@@ -353,22 +353,18 @@ pub struct JsonVersion {
     pub search: backhome_store::SearchText,
 }
 
-/// Stores `v` as the content of a new version of `(obj, graph_id)` and counts it.
+/// Stores `v` as the content of a new version of `node` and counts it.
 ///
 /// # Errors
 /// Store failures.
 pub async fn put_json_version(
     ctx: &Ctx,
-    obj: ObjectId,
-    graph_id: &str,
-    kind: NodeKind,
+    node: NodeId,
     v: JsonVersion,
     existed: bool,
 ) -> Result<(), RunError> {
-    let gid = graph_id.to_owned();
     let outcome = ctx
         .w(move |w| {
-            let node = w.node(obj, &gid, kind)?;
             let stored = w.put_bytes(&v.bytes)?;
             w.put_version(
                 node,

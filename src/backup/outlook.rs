@@ -152,7 +152,7 @@ impl JsonContainer<'_> {
             version_tag: tag,
             search,
         };
-        super::put_json_version(ctx, obj, id, self.kind, v, cur.is_some()).await
+        super::put_json_version(ctx, node, v, cur.is_some()).await
     }
 }
 

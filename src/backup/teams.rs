@@ -224,15 +224,10 @@ impl Channel<'_> {
             version_tag: tag,
             search,
         };
-        super::put_json_version(
-            ctx,
-            obj,
-            &gid,
-            NodeKind::ChannelMessage,
-            v,
-            existed.is_some(),
-        )
-        .await
+        let node = ctx
+            .w(move |w| w.node(obj, &gid, NodeKind::ChannelMessage))
+            .await?;
+        super::put_json_version(ctx, node, v, existed.is_some()).await
     }
 
     async fn removed(&self, ids: Vec<String>) -> Result<(), RunError> {
