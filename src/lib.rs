@@ -11,6 +11,7 @@ pub mod connect;
 pub mod demo;
 pub mod export;
 pub mod paths;
+pub mod register;
 pub mod restore;
 pub mod secrets;
 pub mod task;
