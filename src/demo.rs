@@ -10,6 +10,7 @@ use anyhow::Context;
 use backhome_store::{CreateOptions, Repository};
 
 use crate::backup::{self, Progress};
+use crate::config::{AuthBackend, StaticUser};
 use crate::task::{Credentials, TaskSpec, TaskStore};
 
 /// Runs the demo until interrupted. `data` is where the task and its repository go (a fresh
@@ -17,7 +18,11 @@ use crate::task::{Credentials, TaskSpec, TaskStore};
 ///
 /// # Errors
 /// The simulator or the service could not start.
-pub async fn run(listen: SocketAddr, data: Option<PathBuf>) -> anyhow::Result<()> {
+pub async fn run(
+    listen: SocketAddr,
+    data: Option<PathBuf>,
+    ui_dir: Option<PathBuf>,
+) -> anyhow::Result<()> {
     let temp = tempfile::tempdir().context("creating a temporary data dir")?;
     let data = data.unwrap_or_else(|| temp.path().to_owned());
     let mut opts = graph_sim::SimOptions::new(graph_sim::Profile::Demo);
@@ -57,10 +62,26 @@ pub async fn run(listen: SocketAddr, data: Option<PathBuf>) -> anyhow::Result<()
         Repository::create(&spec.repo, &CreateOptions::default())?
     };
 
-    let app =
-        crate::api::Application::build(listen).with_context(|| format!("binding {listen}"))?;
+    let portal_upn = sim
+        .state()
+        .tenant
+        .dir
+        .read()
+        .users
+        .first()
+        .map(|u| u.upn.clone())
+        .context("the demo tenant has no users")?;
+    let mut config = crate::serve::load_config(&data, Some(listen), ui_dir)?;
+    config.auth.backend = AuthBackend::Static;
+    config.auth.users = demo_users(&portal_upn);
+    let state = crate::api::AppState::new(data.clone(), config)?;
+    let app = crate::api::Application::build(state).with_context(|| format!("binding {listen}"))?;
     println!("http://127.0.0.1:{}/", app.port());
     eprintln!("data dir: {}", data.display());
+    eprintln!(
+        "sign in as '{ADMIN}' (administrator) or '{PORTAL}' (portal user for {portal_upn}), \
+         password '{PASSWORD}'"
+    );
     let client = crate::connect::client(&spec, &creds)?;
     tokio::spawn(async move {
         let progress = Arc::new(Progress::default());
@@ -89,4 +110,28 @@ pub async fn run(listen: SocketAddr, data: Option<PathBuf>) -> anyhow::Result<()
     sim.stop().await;
     drop(temp);
     result
+}
+
+/// The demo's administrator.
+pub const ADMIN: &str = "admin";
+/// The demo's portal user, mapped to the tenant's first user by e-mail address.
+pub const PORTAL: &str = "portal";
+/// The demo sign-ins' password (the demo listens on loopback only).
+pub const PASSWORD: &str = "backhome-demo";
+
+fn demo_users(portal_upn: &str) -> Vec<StaticUser> {
+    vec![
+        StaticUser {
+            name: ADMIN.into(),
+            password: PASSWORD.into(),
+            admin: true,
+            email: None,
+        },
+        StaticUser {
+            name: PORTAL.into(),
+            password: PASSWORD.into(),
+            admin: false,
+            email: Some(portal_upn.to_owned()),
+        },
+    ]
 }

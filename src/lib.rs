@@ -6,6 +6,7 @@
 pub mod api;
 pub mod backup;
 pub mod cli;
+pub mod config;
 pub mod connect;
 #[cfg(feature = "demo")]
 pub mod demo;
@@ -14,4 +15,5 @@ pub mod paths;
 pub mod register;
 pub mod restore;
 pub mod secrets;
+pub mod serve;
 pub mod task;

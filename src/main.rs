@@ -1,12 +1,9 @@
 //! `backhome`: the command line and the service entry point.
 
-use std::net::SocketAddr;
-
-use anyhow::Context;
 use backhome::cli::{Cli, Command, TaskCommand, commands, data_dir};
 use clap::Parser;
 
-#[actix_web::main]
+#[tokio::main]
 async fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -31,9 +28,13 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     let explicit_data = cli.data_dir.clone();
     let data = data_dir(cli.data_dir);
     match cli.command {
-        Command::Serve { listen } => serve(listen).await.map(|()| 0),
+        Command::Serve { listen, ui_dir } => {
+            backhome::serve::run(data, listen, ui_dir).await.map(|()| 0)
+        }
         #[cfg(feature = "demo")]
-        Command::Demo { listen } => backhome::demo::run(listen, explicit_data).await.map(|()| 0),
+        Command::Demo { listen, ui_dir } => backhome::demo::run(listen, explicit_data, ui_dir)
+            .await
+            .map(|()| 0),
         Command::Task { command } => match command {
             TaskCommand::Create(a) => commands::task_create(&data, *a).map(|()| 0),
             TaskCommand::List => commands::task_list(&data).map(|()| 0),
@@ -71,11 +72,4 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             .map(|()| 0),
         Command::Restore(a) => backhome::cli::restore::restore(&data, a).await,
     }
-}
-
-async fn serve(listen: SocketAddr) -> anyhow::Result<()> {
-    let app =
-        backhome::api::Application::build(listen).with_context(|| format!("binding {listen}"))?;
-    println!("http://127.0.0.1:{}/", app.port());
-    app.run().await.context("service failed")
 }

@@ -27,9 +27,12 @@ pub struct Cli {
 pub enum Command {
     /// Runs the service that the DSM desktop app and the portal talk to.
     Serve {
-        /// Address to listen on (loopback only).
-        #[arg(long, default_value = "127.0.0.1:8418")]
-        listen: std::net::SocketAddr,
+        /// Address to listen on (loopback only); `listen` in config.toml when absent.
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// The built UI; `ui_dir` in config.toml, or found next to the binary, when absent.
+        #[arg(long)]
+        ui_dir: Option<PathBuf>,
     },
     /// Starts a simulated tenant, backs it up and serves the app on localhost.
     #[cfg(feature = "demo")]
@@ -37,6 +40,9 @@ pub enum Command {
         /// Address to listen on (loopback only).
         #[arg(long, default_value = "127.0.0.1:8418")]
         listen: std::net::SocketAddr,
+        /// The built UI (default: `ui/dist` of the source checkout).
+        #[arg(long)]
+        ui_dir: Option<PathBuf>,
     },
     /// Creates, lists, shows and deletes backup tasks.
     Task {
