@@ -78,6 +78,7 @@ pub async fn run(
     let app = crate::api::Application::build(state).with_context(|| format!("binding {listen}"))?;
     println!("http://127.0.0.1:{}/", app.port());
     eprintln!("data dir: {}", data.display());
+    eprintln!("simulator control: {}", r.control_endpoint);
     eprintln!(
         "sign in as '{ADMIN}' (administrator) or '{PORTAL}' (portal user for {portal_upn}), \
          password '{PASSWORD}'"
