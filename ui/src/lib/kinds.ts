@@ -1,0 +1,25 @@
+// What each kind of browse entry is for the explorer.
+
+const CONTAINERS = new Set(['dir', 'root', 'mail_folder', 'calendar', 'contact_folder', 'drive', 'drive_folder', 'channel', 'user', 'group', 'site', 'team']);
+
+/** Entries that hold other entries (opened by the explorer, not shown as items). */
+export function isContainer(kind: string): boolean {
+  return CONTAINERS.has(kind);
+}
+
+/** A small symbol for each kind, next to the name. */
+export function icon(kind: string): string {
+  switch (kind) {
+    case 'message': case 'channel_message': return '✉';
+    case 'event': case 'calendar': return '📅';
+    case 'contact': case 'contact_folder': return '👤';
+    case 'file': case 'attachment': return '📄';
+    default: return '📁';
+  }
+}
+
+/** The workload of a backup path (`mail`, `drive`, `calendar`, `contacts`, …), or null. */
+export function workload(path: string): string | null {
+  const parts = path.split('/').filter(Boolean);
+  return parts.length >= 3 ? parts[2] : null;
+}
