@@ -73,6 +73,9 @@ pub struct AuthConfig {
     pub dsm_group_file: PathBuf,
     /// How long a verified DSM session is trusted before it is checked again, in seconds.
     pub dsm_cache_seconds: u64,
+    /// DSM's web API on loopback, asked for the signed-in user's e-mail address
+    /// (`SYNO.Core.NormalUser`); empty to not ask.
+    pub dsm_webapi_url: String,
 }
 
 impl Default for AuthConfig {
@@ -87,6 +90,7 @@ impl Default for AuthConfig {
             dsm_login_cgi: vec!["/usr/syno/synoman/webman/login.cgi".into()],
             dsm_group_file: "/etc/group".into(),
             dsm_cache_seconds: 30,
+            dsm_webapi_url: "http://127.0.0.1:5000/webapi/entry.cgi".into(),
         }
     }
 }
@@ -194,6 +198,18 @@ impl Config {
                 return Err(format!(
                     "auth.users[{i}].name: {:?} is listed twice",
                     u.name
+                ));
+            }
+        }
+        if !self.auth.dsm_webapi_url.is_empty() {
+            let ok = url::Url::parse(&self.auth.dsm_webapi_url).is_ok_and(|u| {
+                u.scheme() == "http"
+                    && matches!(u.host(), Some(url::Host::Ipv4(ip)) if ip.is_loopback())
+            });
+            if !ok {
+                return Err(format!(
+                    "auth.dsm_webapi_url: {:?} must be an http:// URL on 127.0.0.1",
+                    self.auth.dsm_webapi_url
                 ));
             }
         }

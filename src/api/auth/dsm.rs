@@ -18,6 +18,7 @@ pub struct DsmAuth {
     group_file: PathBuf,
     cache_for: Duration,
     cache: Mutex<HashMap<String, (Identity, Instant)>>,
+    webapi: Option<url::Url>,
 }
 
 impl DsmAuth {
@@ -31,7 +32,48 @@ impl DsmAuth {
             group_file: config.dsm_group_file.clone(),
             cache_for: Duration::from_secs(config.dsm_cache_seconds),
             cache: Mutex::new(HashMap::new()),
+            webapi: url::Url::parse(&config.dsm_webapi_url).ok(),
         }
+    }
+
+    /// The signed-in user's e-mail address, as DSM's personal settings hold it
+    /// (`SYNO.Core.NormalUser` `get`, asked with the user's own session).
+    fn email(&self, req: &RequestInfo, token: Option<&str>) -> Option<String> {
+        let url = self.webapi.as_ref()?;
+        let addr = format!("{}:{}", url.host_str()?, url.port_or_known_default()?);
+        let mut query = "api=SYNO.Core.NormalUser&version=1&method=get".to_owned();
+        if let Some(t) = token {
+            query.push_str("&SynoToken=");
+            query.extend(url::form_urlencoded::byte_serialize(t.as_bytes()));
+        }
+        let request = format!(
+            "GET {}?{query} HTTP/1.0\r\nHost: {addr}\r\nCookie: {}\r\n{}\r\n",
+            url.path(),
+            req.cookie
+                .as_deref()
+                .unwrap_or("")
+                .replace(['\r', '\n'], ""),
+            token.map_or(String::new(), |t| format!(
+                "X-SYNO-TOKEN: {}\r\n",
+                t.replace(['\r', '\n'], "")
+            )),
+        );
+        let timeout = Duration::from_secs(3);
+        let sock: std::net::SocketAddr = addr.parse().ok()?;
+        let mut stream = std::net::TcpStream::connect_timeout(&sock, timeout).ok()?;
+        stream.set_read_timeout(Some(timeout)).ok()?;
+        std::io::Write::write_all(&mut stream, request.as_bytes()).ok()?;
+        let mut reply = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::Read::take(&mut stream, 1 << 20), &mut reply)
+            .ok()?;
+        let reply = String::from_utf8_lossy(&reply);
+        let (_, body) = reply.split_once("\r\n\r\n")?;
+        let v: serde_json::Value = serde_json::from_str(body.trim()).ok()?;
+        v["data"]["email"]
+            .as_str()
+            .map(str::trim)
+            .filter(|e| e.contains('@'))
+            .map(str::to_owned)
     }
 
     fn cgi_env(req: &RequestInfo, token: Option<&str>) -> Vec<(String, String)> {
@@ -166,8 +208,8 @@ impl Authenticator for DsmAuth {
         }
         let identity = Identity {
             admin: self.is_admin(&user),
+            email: self.email(req, token.as_deref()),
             user,
-            email: None,
             csrf_token: token.unwrap_or_default(),
         };
         if let Ok(mut cache) = self.cache.lock() {
@@ -215,7 +257,30 @@ case "$QUERY_STRING" in SynoToken=tok) echo alice;; *) ;; esac"#,
         );
         let group = d.path().join("group");
         std::fs::write(&group, "users:x:100:\nadministrators:x:101:admin,alice\n").unwrap();
+        // DSM's web API, answering `SYNO.Core.NormalUser` for the session it is given.
+        let webapi = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = webapi.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            for s in webapi.incoming().take(1) {
+                let mut s = s.unwrap();
+                let mut buf = [0u8; 4096];
+                let n = s.read(&mut buf).unwrap();
+                let req = String::from_utf8_lossy(&buf[..n]).to_string();
+                let body = if req.contains("Cookie: id=good") && req.contains("SynoToken=tok") {
+                    r#"{"success":true,"data":{"username":"alice","email":"Alice@Contoso.com"}}"#
+                } else {
+                    r#"{"success":false,"error":{"code":119}}"#
+                };
+                write!(
+                    s,
+                    "HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n{body}"
+                )
+                .unwrap();
+            }
+        });
         let cfg = AuthConfig {
+            dsm_webapi_url: format!("http://127.0.0.1:{port}/webapi/entry.cgi"),
             dsm_authenticate_cgi: vec![d.path().join("missing"), auth],
             dsm_login_cgi: vec![login],
             dsm_group_file: group,
@@ -231,6 +296,7 @@ case "$QUERY_STRING" in SynoToken=tok) echo alice;; *) ;; esac"#,
             (id.user.as_str(), id.admin, id.csrf_token.as_str()),
             ("alice", true, "tok")
         );
+        assert_eq!(id.email.as_deref(), Some("Alice@Contoso.com"));
         req.unsafe_method = true;
         assert!(matches!(b.authenticate(&req), Err(AuthError::BadCsrfToken)));
         req.token = Some("wrong".into());
