@@ -19,7 +19,7 @@ export type RunStatus = 'running' | 'complete' | 'partial' | 'failed' | 'cancell
 export interface Run {
   id: number; task: string; started_at: string; ended_at: string | null; status: RunStatus;
   items_added: number; items_changed: number; items_deleted: number; bytes_downloaded: number;
-  graph_requests: number; item_errors: number; resumed: boolean; throttled: number;
+  graph_requests: number; item_errors: number; resumed: boolean; throttled: number; error?: string | null;
 }
 
 export interface RunDetail extends Run { errors: { object: string; path: string; message: string }[] }
@@ -48,13 +48,14 @@ export interface Connection {
   tenant_id: string; app_id: string; certificate: Certificate;
 }
 
-export interface TestResult { ok: boolean; diagnosis: string; sample_user?: string }
-export interface DirectoryEntry { id: string; name: string; address: string }
+export interface TestResult { ok: boolean; diagnosis: string; sample_user?: unknown }
+export interface DirectoryEntry { id: string; name: string; address: string | null }
 export interface FoundRepository { path: string; tenant_id: string; runs: number; last_run_at: string | null; task: string | null }
 export interface Account { path: string; kind: string; name: string; address: string; items: number; bytes: number }
 
 export interface Progress {
-  run: number; items_added: number; items_changed?: number; items_deleted?: number; bytes_downloaded: number;
+  run: number; state?: 'queued' | 'running'; items_added: number; items_changed?: number; items_deleted?: number;
+  items_unchanged?: number; item_errors?: number; graph_requests?: number; throttled?: number; bytes_downloaded: number;
   objects: Record<string, { items: number; bytes: number; activity: string; done: boolean }>;
 }
 

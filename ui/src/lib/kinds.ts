@@ -7,14 +7,15 @@ export function isContainer(kind: string): boolean {
   return CONTAINERS.has(kind);
 }
 
-/** A small symbol for each kind, next to the name. */
+/** The icon (see components/Icon.svelte) of each kind, next to the name. */
 export function icon(kind: string): string {
   switch (kind) {
-    case 'message': case 'channel_message': return '✉';
-    case 'event': case 'calendar': return '📅';
-    case 'contact': case 'contact_folder': return '👤';
-    case 'file': case 'attachment': return '📄';
-    default: return '📁';
+    case 'message': return 'mail';
+    case 'channel_message': case 'channel': return 'chat';
+    case 'event': case 'calendar': return 'calendar';
+    case 'contact': case 'contact_folder': return 'contact';
+    case 'file': case 'attachment': return 'file';
+    default: return 'folder';
   }
 }
 

@@ -1,0 +1,413 @@
+// End-to-end tests: the built UI in Debian's Chromium (headless, driven by playwright-core)
+// against the real service and simulated tenant started by `backhome demo`.
+// Usage: node e2e/run.mjs [--bin path/to/backhome] [--only name,name]
+// Screenshots of the main views go to docs/screenshots/.
+import { spawn, execFileSync } from 'node:child_process';
+import { mkdtempSync, mkdirSync, readFileSync, rmSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = resolve(here, '../..');
+const args = process.argv.slice(2);
+const opt = (k, d) => { const i = args.indexOf(k); return i >= 0 ? args[i + 1] : d; };
+const bin = resolve(opt('--bin', process.env.BACKHOME_BIN ?? join(root, 'target/debug/backhome')));
+const only = opt('--only', '')?.split(',').filter(Boolean) ?? [];
+const shots = join(root, 'docs/screenshots');
+const PASSWORD = 'backhome-demo';
+const started = Date.now();
+
+// ---------- the service ----------
+const data = mkdtempSync(join(tmpdir(), 'backhome-e2e-'));
+const svc = spawn(bin, ['demo', '--listen', '127.0.0.1:0', '--data-dir', data, '--ui-dir', join(root, 'ui/dist')], { stdio: ['ignore', 'pipe', 'pipe'] });
+process.on('exit', () => svc.kill('SIGKILL'));
+let stderr = '';
+svc.stderr.on('data', (d) => { stderr += d; if (process.env.E2E_VERBOSE) process.stderr.write(d); });
+const url = await new Promise((ok, fail) => {
+  let out = '';
+  const t = setTimeout(() => fail(new Error(`the demo printed no URL in 120 s\n${stderr}`)), 120_000);
+  svc.stdout.on('data', (d) => {
+    out += d;
+    const line = out.split('\n').find((l) => /^http:\/\/127\.0\.0\.1:\d+\/$/.test(l.trim()));
+    if (line) { clearTimeout(t); ok(line.trim()); }
+  });
+  svc.on('exit', (c) => { clearTimeout(t); fail(new Error(`the demo exited (${c})\n${stderr}`)); });
+});
+const control = await waitFor(() => /simulator control: (\S+)/.exec(stderr)?.[1], 10_000, 'the simulator control URL');
+const ready = JSON.parse(readFileSync(join(data, 'simulator/ready.json'), 'utf8'));
+const sim = control.replace(/\/$/, '');
+console.log(`service ${url}, simulator ${sim}`);
+
+// ---------- helpers ----------
+function sleep(ms) { return new Promise((r) => setTimeout(r, ms)); }
+async function waitFor(fn, ms, what) {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(250);
+  }
+}
+function check(cond, msg) { if (!cond) throw new Error(msg); }
+async function simGet(path) { const r = await fetch(`${sim}/${path}`); check(r.ok, `simulator ${path}: ${r.status}`); return r.json(); }
+async function simPost(path, body) {
+  const r = await fetch(`${sim}/${path}`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
+  const j = await r.json();
+  check(r.ok, `simulator ${path}: ${r.status} ${JSON.stringify(j)}`);
+  return j;
+}
+/** An API client outside the browser, signed in as `user` (cookie + CSRF token). */
+async function apiAs(user) {
+  const r = await fetch(`${url}api/v1/session`, { method: 'POST', headers: { 'Content-Type': 'application/json', Origin: url.replace(/\/$/, '') }, body: JSON.stringify({ user, password: PASSWORD }) });
+  check(r.ok, `sign-in of ${user}: ${r.status}`);
+  const cookie = r.headers.get('set-cookie').split(';')[0];
+  const { csrf_token } = await r.json();
+  return async (method, path, body) => {
+    const res = await fetch(`${url}api/v1/${path}`, { method, headers: { Cookie: cookie, 'X-SYNO-TOKEN': csrf_token, 'Content-Type': 'application/json', Origin: url.replace(/\/$/, '') }, body: body === undefined ? undefined : JSON.stringify(body) });
+    const text = await res.text();
+    return { status: res.status, body: text ? (() => { try { return JSON.parse(text); } catch { return text; } })() : null };
+  };
+}
+const admin = await apiAs('admin');
+const spec = (await (await fetch(`${url}api/v1/openapi.json`)).json());
+const routes = new Set(Object.entries(spec.paths ?? {}).flatMap(([p, ops]) => Object.keys(ops).map((m) => `${m.toUpperCase()} ${p.replace(/^\/api\/v1/, '')}`)));
+/** Fails the test, without faking anything, when a route it needs has not landed in the service. */
+function needs(...rs) {
+  const missing = rs.filter((r) => !routes.has(r));
+  if (missing.length) { const e = new Error(`route(s) not in the service yet: ${missing.join(', ')}`); e.missing = true; throw e; }
+}
+async function waitIdle(task, ms = 180_000) {
+  return waitFor(async () => { const r = await admin('GET', `tasks/${task}`); return r.status === 200 && r.body.state === 'idle' && r.body.last_run ? r.body : null; }, ms, `task ${task} to be idle`);
+}
+async function backup(task) {
+  const r = await admin('POST', `tasks/${task}/runs`);
+  check(r.status === 202, `starting a backup: ${r.status} ${JSON.stringify(r.body)}`);
+  const t = await waitIdle(task);
+  check(['complete', 'partial'].includes(t.last_run.status), `backup of ${task} ended ${t.last_run.status}`);
+  return t.last_run;
+}
+
+const browser = await chromium.launch({ executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium', headless: true, args: ['--no-sandbox'] });
+async function signedIn(user, viewport = { width: 1024, height: 768 }) {
+  const ctx = await browser.newContext({ viewport, acceptDownloads: true });
+  const page = await ctx.newPage();
+  page.errors = [];
+  page.on('pageerror', (e) => page.errors.push(String(e)));
+  page.on('console', (msg) => { if (msg.type() === 'error') page.errors.push(msg.text()); });
+  await page.goto(`${url}#/${user === 'admin' ? 'admin' : 'portal'}`);
+  await page.getByLabel('User name').fill(user);
+  await page.getByLabel('Password').fill(PASSWORD);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.waitForSelector(user === 'admin' ? 'nav[aria-label="Sections"]' : 'text=Backhome Portal');
+  return page;
+}
+async function shot(page, name) {
+  mkdirSync(shots, { recursive: true });
+  await page.screenshot({ path: join(shots, `${name}.png`) });
+}
+
+// The demo task and its first backup.
+needs('GET /tasks', 'GET /tasks/{name}');
+const demo = (await admin('GET', 'tasks')).body[0];
+check(demo, 'the demo created no task');
+await waitIdle(demo.name);
+const portalApi = await apiAs('portal');
+const first = (await portalApi('GET', 'session')).body.email;
+const users = Object.keys((await simGet('snapshot?content=false')).mail ?? {});
+check(users.includes(first), `the portal user's address ${first} is not a mailbox of the tenant`);
+const other = users.find((u) => u !== first);
+
+// ---------- tests ----------
+const tests = [];
+const test = (name, fn) => tests.push({ name, fn });
+const state = {};
+
+test('overview', async () => {
+  const page = await signedIn('admin');
+  await page.getByRole('heading', { name: 'Backup tasks' }).waitFor();
+  await page.getByRole('link', { name: demo.name }).first().waitFor();
+  await page.waitForSelector('.chart figure svg, .chart p.muted', { timeout: 15_000 });
+  await shot(page, 'overview');
+  check(page.errors.length === 0, `page errors: ${page.errors.join('; ')}`);
+  await page.context().close();
+});
+
+test('wizard creates a task and backs it up', async () => {
+  needs('POST /tasks/test-connection', 'POST /tasks', 'POST /directory', 'POST /tasks/{name}/runs');
+  const page = await signedIn('admin');
+  await page.goto(`${url}#/admin/new`);
+  await page.getByRole('button', { name: 'Next' }).click();
+  await page.getByLabel('Cloud').selectOption('custom');
+  await page.getByLabel('Sign-in endpoint').fill(ready.login_endpoint);
+  await page.getByLabel('Graph endpoint').fill(ready.graph_endpoint);
+  await page.getByLabel('Administrator e-mail').fill(`admin@${first.split('@')[1]}`);
+  await page.getByLabel('Tenant ID').fill(ready.tenant_id);
+  await page.getByLabel('Application (client) ID').fill(ready.app_id);
+  await page.getByLabel('Certificate (.pfx)').setInputFiles(ready.cert_pfx);
+  await page.getByLabel('Certificate password').fill('wrong-password');
+  await page.getByRole('button', { name: 'Next' }).click();
+  // A wrong password gets a clear diagnosis, and the wizard does not go on.
+  await page.getByRole('button', { name: 'Test connection' }).click();
+  await page.getByRole('alert').filter({ hasText: /password|certificate/i }).waitFor();
+  await page.getByRole('button', { name: 'Next' }).click();
+  await page.getByText('Test the connection before continuing.').waitFor();
+  await page.getByRole('button', { name: 'Back' }).click();
+  await page.getByLabel('Certificate password').fill(ready.cert_password);
+  await page.getByRole('button', { name: 'Next' }).click();
+  await page.getByRole('button', { name: 'Test connection' }).click();
+  await page.locator('.alert.ok').waitFor();
+  await shot(page, 'wizard-test-connection');
+  await page.getByRole('button', { name: 'Next' }).click();
+  await page.getByLabel('Task name').fill('wizard');
+  await page.getByLabel('Repository location').fill(join(data, 'repositories/wizard'));
+  await page.getByRole('button', { name: 'Next' }).click();
+  for (const w of ['Calendar', 'Contacts', 'OneDrive', 'SharePoint sites', 'Teams channels', 'Microsoft 365 groups']) await page.getByLabel(w, { exact: true }).uncheck();
+  await page.getByRole('button', { name: 'Next' }).click();
+  await page.getByLabel('Search users').fill(first.split('@')[0]);
+  await page.getByRole('button', { name: /^Include / }).first().click();
+  await page.locator('.chip', { hasText: first }).waitFor();
+  await shot(page, 'wizard-accounts');
+  await page.getByRole('button', { name: 'Next' }).click();
+  await page.getByRole('button', { name: 'Next' }).click(); // portal
+  await page.getByLabel('New groups').uncheck();
+  await page.getByLabel('New sites').uncheck();
+  await page.getByRole('button', { name: 'Next' }).click();
+  await page.getByLabel('Manual only').check();
+  await page.getByRole('button', { name: 'Next' }).click();
+  await page.getByText(join(data, 'repositories/wizard')).waitFor();
+  await shot(page, 'wizard-summary');
+  await page.getByRole('button', { name: 'Done' }).click();
+  await page.getByRole('dialog', { name: 'Back up now?' }).waitFor();
+  await page.getByRole('button', { name: 'Back up now' }).click();
+  await page.waitForURL(/#\/admin\/task\/wizard/);
+  const t = (await admin('GET', 'tasks/wizard')).body;
+  check(t.include_users?.includes(first) && t.services.join() === 'mail' && t.schedule.kind === 'manual', `the task has other settings: ${JSON.stringify(t)}`);
+  const done = await waitIdle('wizard');
+  check(['complete', 'partial'].includes(done.last_run.status), `first backup ${done.last_run.status}`);
+  await page.getByRole('tab', { name: 'History' }).click();
+  await page.locator('tbody tr').first().waitFor();
+  await shot(page, 'task-history');
+  await page.context().close();
+});
+
+test('backup progress moves', async () => {
+  needs('POST /tasks/{name}/runs', 'GET /tasks/{name}/progress');
+  await simPost('latency', { ms: 40 });
+  // New mail for every user so the run has work to show.
+  await simPost('mutate', users.slice(0, 6).flatMap((u) => Array.from({ length: 15 }, () => ({ op: 'add_message', user: u }))));
+  const page = await signedIn('admin');
+  await page.goto(`${url}#/admin/task/${demo.name}`);
+  await page.getByRole('button', { name: 'Back up now' }).click();
+  const items = page.getByTestId('overall-items');
+  await items.waitFor({ timeout: 20_000 });
+  const seen = new Set();
+  const end = Date.now() + 60_000;
+  while (Date.now() < end && seen.size < 3) {
+    if (await items.count()) seen.add(await items.textContent().catch(() => ''));
+    if (seen.size === 2 && !state.progressShot) { await shot(page, 'task-progress'); state.progressShot = true; }
+    if (!(await items.count()) && seen.size > 0) break;
+    await sleep(300);
+  }
+  check(seen.size >= 2, `the progress did not move: ${[...seen].join(' | ')}`);
+  await simPost('latency', { ms: 0 });
+  await waitIdle(demo.name);
+  await page.getByText('No backup is running.').waitFor({ timeout: 20_000 });
+  await page.context().close();
+});
+
+test('logs with filters and search', async () => {
+  needs('GET /logs');
+  const page = await signedIn('admin');
+  await page.goto(`${url}#/admin/task/${demo.name}?tab=logs`);
+  await page.locator('.logs tbody tr').first().waitFor();
+  const all = await page.locator('.logs tbody tr').count();
+  const word = (await page.locator('.logs tbody tr td:nth-child(5)').first().textContent()).split(/\s+/).find((w) => w.length > 4) ?? '';
+  await page.getByLabel('Search the log').fill(word);
+  await page.getByRole('button', { name: 'Apply' }).click();
+  await sleep(800);
+  const texts = await page.locator('.logs tbody tr td:nth-child(5)').allTextContents();
+  check(texts.length > 0 && texts.length <= all && texts.every((t) => t.toLowerCase().includes(word.toLowerCase())), `search "${word}" returned ${texts.length} records`);
+  await shot(page, 'task-logs');
+  await page.context().close();
+});
+
+test('browse a mailbox at an older point in time', async () => {
+  needs('GET /me/accounts', 'GET /tasks/{name}/points', 'GET /tasks/{name}/browse', 'GET /tasks/{name}/item');
+  // A message that exists at an older run and is deleted before the newest.
+  const snap = await simGet(`snapshot?user=${encodeURIComponent(first)}&content=false`);
+  const inbox = Object.entries(snap.mail[first]).find(([f]) => /^inbox$/i.test(f));
+  check(inbox, `no Inbox in ${Object.keys(snap.mail[first])}`);
+  const r1 = await backup(demo.name);
+  const listed = (await admin('GET', `tasks/${demo.name}/browse?path=${encodeURIComponent(`/users/${first}/mail/${inbox[0]}`)}&at=${r1.id}`)).body.entries;
+  const victim = listed.find((e) => e.kind === 'message' && e.name);
+  check(victim, 'no message with a subject in the Inbox');
+  await simPost('mutate', { op: 'delete_message', user: first, id: victim.graph_id });
+  const r2 = await backup(demo.name);
+  check(r2.id > r1.id, 'no newer run');
+  state.victim = victim; state.oldRun = r1.id; state.inbox = inbox[0];
+  const page = await signedIn('admin');
+  await page.goto(`${url}#/admin/restore?task=${encodeURIComponent(demo.name)}&account=${encodeURIComponent(`/users/${first}`)}&path=${encodeURIComponent(`/users/${first}/mail/${inbox[0]}`)}`);
+  await page.locator('tbody tr').first().waitFor();
+  check(await page.locator(`tr[data-path="${victim.path}"]`).count() === 0, 'the deleted message shows at the newest point');
+  await page.getByRole('button', { name: /Point in time/ }).click();
+  const day = new Date(r1.started_at);
+  const iso = `${day.getFullYear()}-${String(day.getMonth() + 1).padStart(2, '0')}-${String(day.getDate()).padStart(2, '0')}`;
+  await page.getByRole('gridcell', { name: new RegExp(`^${iso}`) }).click();
+  await page.getByRole('option', { name: new RegExp(`#${r1.id} `) }).click();
+  await page.locator(`tr[data-path="${victim.path}"]`).waitFor();
+  await page.locator(`tr[data-path="${victim.path}"] .name button`).click();
+  await page.locator('iframe[title="Message"]').waitFor();
+  await sleep(500);
+  await shot(page, 'restore-explorer');
+  await page.context().close();
+});
+
+test('restore one message and find it in the tenant', async () => {
+  needs('POST /tasks/{name}/restores', 'GET /jobs');
+  check(state.victim, 'needs the older point in time of the previous test');
+  const before = await simGet(`snapshot?user=${encodeURIComponent(first)}&content=false`);
+  const count = (s) => Object.values(s.mail[first]).reduce((n, f) => n + Object.keys(f).length, 0);
+  const page = await signedIn('admin');
+  await page.goto(`${url}#/admin/restore?task=${encodeURIComponent(demo.name)}&account=${encodeURIComponent(`/users/${first}`)}&path=${encodeURIComponent(`/users/${first}/mail/${state.inbox}`)}&at=${state.oldRun}`);
+  await page.locator(`tr[data-path="${state.victim.path}"] input[type=checkbox]`).check();
+  await page.getByRole('button', { name: 'Restore', exact: true }).click();
+  await page.getByLabel('When an item exists already').selectOption('skip');
+  await shot(page, 'restore-dialog');
+  await page.getByRole('dialog').getByRole('button', { name: 'Restore' }).click();
+  await page.locator('li[data-state="done"], li[data-state="failed"]').first().waitFor({ timeout: 60_000 });
+  check(await page.locator('li[data-state="done"]').count() > 0, `the restore job failed: ${await page.locator('.jobs').textContent()}`);
+  await shot(page, 'restore-job');
+  const after = await simGet(`snapshot?user=${encodeURIComponent(first)}&content=false`);
+  check(count(after) === count(before) + 1, `the mailbox has ${count(after)} messages, expected ${count(before) + 1}`);
+  await page.context().close();
+});
+
+test('export a folder and open the ZIP', async () => {
+  needs('POST /tasks/{name}/exports', 'GET /jobs/{id}/download');
+  const page = await signedIn('admin');
+  await page.goto(`${url}#/admin/restore?task=${encodeURIComponent(demo.name)}&account=${encodeURIComponent(`/users/${first}`)}&path=${encodeURIComponent(`/users/${first}/mail`)}`);
+  const inboxPath = `/users/${first}/mail/${state.inbox ?? 'Inbox'}`;
+  await page.locator(`tr[data-path="${inboxPath}"] input[type=checkbox]`).check();
+  await page.getByRole('button', { name: 'Download as ZIP' }).click();
+  const link = page.locator('li[data-state="done"] a', { hasText: 'Download' }).first();
+  await link.waitFor({ timeout: 60_000 });
+  const [dl] = await Promise.all([page.waitForEvent('download'), link.click()]);
+  const file = join(data, 'export.zip');
+  await dl.saveAs(file);
+  const list = execFileSync('unzip', ['-l', file], { encoding: 'utf8' });
+  const emls = list.split('\n').filter((l) => /\.eml\s*$/.test(l));
+  const expected = (await admin('GET', `tasks/${demo.name}/browse?path=${encodeURIComponent(inboxPath)}`)).body.entries.filter((e) => e.kind === 'message').length;
+  check(emls.length === expected && expected > 0, `the ZIP holds ${emls.length} messages, the Inbox ${expected}`);
+  execFileSync('unzip', ['-tq', file]);
+  await page.context().close();
+});
+
+test('portal user sees only their own data, even by editing URLs', async () => {
+  needs('GET /me/accounts', 'GET /tasks/{name}/browse', 'GET /tasks/{name}/item/render');
+  const page = await signedIn('portal');
+  await page.locator('tbody tr').first().waitFor();
+  const options = await page.locator('#ex-account option').allTextContents();
+  const mine = (await page.evaluate(() => fetch('api/v1/me/accounts').then((r) => r.json())));
+  check(mine.length > 0 && mine.every((a) => a.account === first || a.path.includes(first)), `portal accounts: ${JSON.stringify(mine)}`);
+  check(options.length === mine.length, `the account list shows ${options.length} entries`);
+  await shot(page, 'portal');
+  // Another user's mailbox, by URL: the page shows nothing of it and the API refuses.
+  await page.goto(`${url}#/portal?task=${encodeURIComponent(demo.name)}&account=${encodeURIComponent(`/users/${other}`)}&path=${encodeURIComponent(`/users/${other}/mail`)}`);
+  await page.getByText('Nothing here, or you may not open it.').waitFor();
+  check(await page.locator('tbody tr').count() === 0, 'another user\'s entries are listed');
+  const otherMail = (await admin('GET', `tasks/${demo.name}/browse?path=${encodeURIComponent(`/users/${other}/mail/${state.inbox ?? 'Inbox'}`)}`)).body.entries.find((e) => e.kind === 'message');
+  const statuses = await page.evaluate(async ([t, o, p]) => {
+    const q = (s) => encodeURIComponent(s);
+    const get = (u) => fetch(u).then((r) => r.status);
+    return [
+      await get(`api/v1/tasks/${q(t)}/browse?path=${q(`/users/${o}/mail`)}`),
+      await get(`api/v1/tasks/${q(t)}/item?path=${q(p)}`),
+      await get(`api/v1/tasks/${q(t)}/item/render?path=${q(p)}`),
+      await get(`api/v1/tasks/${q(t)}/item/content?path=${q(p)}`),
+      await get(`api/v1/tasks/${q(t)}/search?q=a&account=${q(o)}`),
+      await get('api/v1/tasks'),
+    ];
+  }, [demo.name, other, otherMail.path]);
+  check(statuses.slice(0, 5).every((s) => s === 404 || s === 403), `another user's data answered ${statuses}`);
+  check(statuses[5] === 403 || statuses[5] === 404, `the task list answered ${statuses[5]} to a portal user`);
+  const restore = await page.evaluate(async ([t, p]) => {
+    const s = await fetch('api/v1/session').then((r) => r.json());
+    return fetch(`api/v1/tasks/${encodeURIComponent(t)}/restores`, { method: 'POST', headers: { 'Content-Type': 'application/json', 'X-SYNO-TOKEN': s.csrf_token }, body: JSON.stringify({ paths: [p], conflict: 'skip' }) }).then((r) => r.status);
+  }, [demo.name, otherMail.path]);
+  check(restore === 404 || restore === 403, `restoring another user's message answered ${restore}`);
+  // The narrow portal window.
+  const narrow = await signedIn('portal', { width: 420, height: 760 });
+  await narrow.locator('tbody tr').first().waitFor();
+  await shot(narrow, 'portal-narrow');
+  await narrow.context().close();
+  await page.context().close();
+});
+
+test('a script in a message does not run', async () => {
+  needs('GET /tasks/{name}/item/render');
+  const marker = `pwned-${Date.now()}`;
+  const html = `<html><body><h1>Quarterly numbers</h1><script>fetch('/${marker}-script');parent.postMessage('${marker}','*');document.title='${marker}'</script>`
+    + `<img src="x" onerror="fetch('/${marker}-onerror')"><img src="http://127.0.0.1:9/${marker}-remote.png"><a href="javascript:fetch('/${marker}-js')">link</a>`
+    + `<iframe src="javascript:fetch('/${marker}-frame')"></iframe><form action="/${marker}-form"><input name=a></form></body></html>`;
+  const mime = [`From: Mallory <mallory@example.com>`, `To: ${first}`, `Subject: Script test ${marker}`, `Date: ${new Date().toUTCString()}`, 'MIME-Version: 1.0', 'Content-Type: text/html; charset=utf-8', '', html, ''].join('\r\n');
+  await simPost('mutate', { op: 'add_message', user: first, folder: 'inbox', mime_base64: Buffer.from(mime).toString('base64') });
+  await backup(demo.name);
+  const hit = (await admin('GET', `tasks/${demo.name}/browse?path=${encodeURIComponent(`/users/${first}/mail/${state.inbox ?? 'Inbox'}`)}`)).body.entries.find((e) => e.name.includes(marker));
+  check(hit, 'the message was not backed up');
+  const page = await signedIn('portal');
+  const requests = [];
+  page.context().on('request', (r) => requests.push(r.url()));
+  await page.evaluate((mk) => { window.addEventListener('message', (e) => { if (String(e.data).includes(mk)) document.body.dataset.pwned = '1'; }); }, marker);
+  await page.goto(`${url}#/portal?task=${encodeURIComponent(demo.name)}&account=${encodeURIComponent(`/users/${first}`)}&path=${encodeURIComponent(`/users/${first}/mail/${state.inbox ?? 'Inbox'}`)}&item=${encodeURIComponent(hit.path)}`);
+  const frame = page.locator('iframe[title="Message"]');
+  await frame.waitFor();
+  check(await frame.getAttribute('sandbox') === '', 'the reader frame is not fully sandboxed');
+  await page.frameLocator('iframe[title="Message"]').getByText('Quarterly numbers').waitFor();
+  await sleep(1500);
+  await shot(page, 'message-reader');
+  const hits = requests.filter((u) => u.includes(marker));
+  check(hits.length === 0, `the message made requests: ${hits.join(', ')}`);
+  check(!(await page.evaluate(() => document.body.dataset.pwned)), 'the message posted to the page');
+  check(!(await page.title()).includes(marker), 'the message changed the title');
+  const doc = await page.evaluate((p) => fetch(p).then(async (r) => ({ csp: r.headers.get('content-security-policy'), body: await r.text() })), await frame.getAttribute('src'));
+  check(!/<script/i.test(doc.body) && !/onerror/i.test(doc.body) && !/javascript:/i.test(doc.body), 'the rendered message still holds active content');
+  check(/sandbox/.test(doc.csp ?? '') && /default-src 'none'/.test(doc.csp ?? ''), `the rendered message's CSP is ${doc.csp}`);
+  await page.context().close();
+});
+
+test('settings', async () => {
+  needs('GET /mapping', 'GET /tasks/{name}/storage');
+  const page = await signedIn('admin');
+  await page.goto(`${url}#/admin/settings`);
+  await page.getByRole('heading', { name: 'Portal user mapping' }).waitFor();
+  await page.getByRole('cell', { name: 'portal', exact: true }).waitFor();
+  await page.locator('.facts').waitFor();
+  await shot(page, 'settings');
+  await page.context().close();
+});
+
+// ---------- run ----------
+let failed = 0;
+let missing = 0;
+for (const t of tests) {
+  if (only.length && !only.some((o) => t.name.includes(o))) continue;
+  const t0 = Date.now();
+  try {
+    await t.fn();
+    console.log(`ok      ${t.name} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+  } catch (e) {
+    if (e.missing) missing += 1;
+    failed += 1;
+    console.log(`FAILED  ${t.name} (${((Date.now() - t0) / 1000).toFixed(1)} s): ${e.message.split('\n')[0]}`);
+    if (process.env.E2E_VERBOSE) console.log(e.stack);
+  }
+}
+await browser.close();
+svc.kill('SIGTERM');
+await new Promise((r) => { svc.once('exit', r); setTimeout(r, 5000); });
+if (!process.env.E2E_KEEP) rmSync(data, { recursive: true, force: true });
+console.log(`e2e: ${tests.length - failed} passed, ${failed} failed${missing ? ` (${missing} for routes not in the service yet)` : ''}, ${((Date.now() - started) / 1000).toFixed(0)} s`);
+process.exit(failed ? 1 : 0);
