@@ -1,3 +1,4 @@
+# shellcheck shell=sh disable=SC2034
 # Shared by Backhome's package scripts (sourced, not run). DSM 7 runs every script as the package's own
 # user (conf/privilege: run-as package) with the SYNOPKG_* variables set.
 # Standard output of a script is shown in Package Center only through $SYNOPKG_TEMP_LOGFILE (message);

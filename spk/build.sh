@@ -1,0 +1,161 @@
+#!/usr/bin/env bash
+# Builds the DSM packages: dist/Backhome-<arch>-<version>.spk for x86_64 and aarch64 (armv8) models.
+#
+#   spk/build.sh [--arch x86_64|aarch64|all] [--build-number N] [--out DIR] [--port PORT] [--bin FILE]
+#
+# The binary is a static musl build (cargo zigbuild, profile `spk`, no embedded simulator). The web UI
+# (ui/dist) is built when ui/package.json exists. The result is reproducible: entries are sorted, owners
+# and mtimes fixed, and every time stamp is SOURCE_DATE_EPOCH (the last commit's time by default).
+# Tools: run dev/setup-spk.sh once.
+#
+# --build-number defaults to the number of commits (DSM wants it to grow with every release); --port is
+# the service's loopback port (default 8418), which the nginx snippet and the start script share.
+# --bin packs an existing binary instead of building one (e.g. one built with `cross`, see Cross.toml);
+# it needs a single --arch.
+set -euo pipefail
+export LC_ALL=C
+
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+
+# The loopback port of the service; nginx/backhome.conf and the scripts get it from here.
+port=8418
+
+arch=all
+prebuilt=""
+build_number=""
+out="$root/dist"
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --arch) arch="${2:?--arch needs a value}"; shift 2 ;;
+        --build-number) build_number="${2:?--build-number needs a value}"; shift 2 ;;
+        --out) out="${2:?--out needs a value}"; shift 2 ;;
+        --port) port="${2:?--port needs a value}"; shift 2 ;;
+        --bin) prebuilt="${2:?--bin needs a value}"; shift 2 ;;
+        -h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
+        *) echo "build.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+    esac
+done
+case "$arch" in
+    x86_64 | aarch64) arches=("$arch") ;;
+    all) arches=(x86_64 aarch64) ;;
+    *) echo "build.sh: --arch must be x86_64, aarch64 or all, not '$arch'" >&2; exit 2 ;;
+esac
+if [ -n "$prebuilt" ] && { [ "$arch" = all ] || [ ! -x "$prebuilt" ]; }; then
+    echo "build.sh: --bin needs one --arch and an executable file" >&2
+    exit 2
+fi
+
+for tool in cargo-zigbuild tar gzip md5sum sha256sum python3; do
+    command -v "$tool" >/dev/null || { echo "build.sh: $tool is missing; run dev/setup-spk.sh" >&2; exit 1; }
+done
+
+# Version: the crate's version plus a build number that grows with every commit (DSM requires that).
+cargo_version=$(python3 - <<'PY'
+import tomllib
+with open("Cargo.toml", "rb") as f:
+    doc = tomllib.load(f)
+package = doc.get("package", {})
+version = package.get("version")
+if not isinstance(version, str):
+    version = doc["workspace"]["package"]["version"]
+print(version)
+PY
+)
+if [ -z "$build_number" ]; then
+    build_number=$(git rev-list --count HEAD)
+fi
+case "$port" in "" | *[!0-9]*) echo "build.sh: --port must be a number" >&2; exit 2 ;; esac
+case "$build_number" in "" | *[!0-9]*) echo "build.sh: --build-number must be a number" >&2; exit 2 ;; esac
+version="$cargo_version-$build_number"
+if [[ ! "$version" =~ ^[0-9]+(\.[0-9]+)*-[0-9]+$ ]]; then
+    echo "build.sh: version '$version' does not fit DSM's X.Y.Z-BUILD format" >&2
+    exit 1
+fi
+export SOURCE_DATE_EPOCH="${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct)}"
+target_dir="${CARGO_TARGET_DIR:-$root/target}"
+
+# The same options for tar everywhere: sorted names, fixed owner, group, mode bits and mtime.
+TAR_OPTS=(--sort=name --mtime="@$SOURCE_DATE_EPOCH" --owner=0 --group=0 --numeric-owner
+    --format=gnu --no-acls --no-xattrs --no-selinux)
+
+ui_dist=""
+if [ -f ui/package.json ]; then
+    echo "== web UI: npm ci && npm run build"
+    if [ ! -f ui/node_modules/.package-lock.json ] || [ ui/package-lock.json -nt ui/node_modules/.package-lock.json ]; then
+        npm ci --prefix ui --no-audit --no-fund
+    fi
+    npm run build --prefix ui
+    [ -f ui/dist/index.html ] || { echo "build.sh: ui/dist/index.html was not built" >&2; exit 1; }
+    ui_dist="$root/ui/dist"
+else
+    echo "== web UI: ui/package.json does not exist yet; the packages carry no web UI (only the API)"
+fi
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+mkdir -p "$out"
+
+for a in "${arches[@]}"; do
+    case "$a" in
+        x86_64) rust_target=x86_64-unknown-linux-musl; dsm_arch=x86_64 ;;
+        aarch64) rust_target=aarch64-unknown-linux-musl; dsm_arch=armv8 ;;
+    esac
+    if [ -n "$prebuilt" ]; then
+        bin="$prebuilt"
+        echo "== $a: packing $bin ($(stat -c %s "$bin") bytes)"
+    else
+        echo "== $a: cargo zigbuild --profile spk --target $rust_target"
+        start=$(date +%s)
+        cargo zigbuild --locked --profile spk --target "$rust_target" -p backhome --bin backhome \
+            --no-default-features --features vendored-openssl
+        bin="$target_dir/$rust_target/spk/backhome"
+        echo "   built in $(($(date +%s) - start)) s: $bin ($(stat -c %s "$bin") bytes)"
+    fi
+
+    # The payload: target/ on the NAS.
+    pkg="$work/$a/package"
+    mkdir -p "$pkg/bin" "$pkg/app" "$pkg/nginx"
+    install -m 755 "$bin" "$pkg/bin/backhome"
+    if [ -n "$ui_dist" ]; then
+        cp -r "$ui_dist" "$pkg/ui"
+    fi
+    # The DSM desktop integration (dsmuidir="app"): app registrations and their icons.
+    cp ui/config "$pkg/app/config"
+    cp -r ui/images "$pkg/app/images"
+    sed "s/@PORT@/$port/g" spk/nginx/backhome.conf >"$pkg/nginx/backhome.conf"
+    find "$pkg" -type d -exec chmod 755 {} +
+    find "$pkg" -type f ! -path "$pkg/bin/*" -exec chmod 644 {} +
+
+    # The .spk's top level.
+    spk="$work/$a/spk"
+    mkdir -p "$spk/scripts" "$spk/conf" "$spk/WIZARD_UIFILES"
+    (cd "$pkg" && tar "${TAR_OPTS[@]}" -cf - -- *) | gzip -9 -n >"$spk/package.tgz"
+    for f in scripts/*; do
+        sed "s/@PORT@/$port/g" "$f" >"$spk/scripts/$(basename "$f")"
+    done
+    chmod 755 "$spk"/scripts/*
+    cp conf/privilege conf/resource "$spk/conf/"
+    cp spk/WIZARD_UIFILES/* "$spk/WIZARD_UIFILES/"
+    chmod 644 "$spk"/conf/* "$spk"/WIZARD_UIFILES/*
+    chmod 755 "$spk"/WIZARD_UIFILES/*.sh
+    install -m 644 spk/icons/PACKAGE_ICON.PNG spk/icons/PACKAGE_ICON_256.PNG "$spk/"
+    extract_kb=$(( ($(du -s --apparent-size --block-size=1 "$pkg" | cut -f1) + 1023) / 1024 ))
+    {
+        sed -e "s/@VERSION@/$version/" -e "s/@ARCH@/$dsm_arch/" INFO
+        echo "extractsize=\"$extract_kb\""
+        echo "checksum=\"$(md5sum "$spk/package.tgz" | cut -d' ' -f1)\""
+        echo "create_time=\"$(date -u -d "@$SOURCE_DATE_EPOCH" +%Y%m%d-%H:%M:%S)\""
+    } >"$spk/INFO"
+    chmod 644 "$spk/INFO" "$spk/package.tgz"
+    if grep -q '@[A-Z]*@' "$spk/INFO"; then
+        echo "build.sh: INFO still has a placeholder" >&2
+        exit 1
+    fi
+
+    file="$out/Backhome-$a-$version.spk"
+    (cd "$spk" && tar "${TAR_OPTS[@]}" -cf "$file.tmp" -- *)
+    mv -f "$file.tmp" "$file"
+    echo "   $file"
+    echo "   $(stat -c %s "$file") bytes, sha256 $(sha256sum "$file" | cut -d' ' -f1)"
+done
