@@ -109,16 +109,23 @@ async function shot(page, name) {
   await page.screenshot({ path: join(shots, `${name}.png`) });
 }
 
-// The demo task and its first backup.
-needs('GET /tasks', 'GET /tasks/{name}');
-const demo = (await admin('GET', 'tasks')).body[0];
-check(demo, 'the demo created no task');
-await waitIdle(demo.name);
-const portalApi = await apiAs('portal');
-const first = (await portalApi('GET', 'session')).body.email;
-const users = Object.keys((await simGet('snapshot?content=false')).mail ?? {});
-check(users.includes(first), `the portal user's address ${first} is not a mailbox of the tenant`);
-const other = users.find((u) => u !== first);
+// The demo task (after its first backup), the portal user's mailbox and another user's.
+let demo, first, users, other;
+let setupDone = null;
+function setup() {
+  setupDone ??= (async () => {
+    needs('GET /tasks', 'GET /tasks/{name}');
+    demo = (await admin('GET', 'tasks')).body[0];
+    check(demo, 'the demo created no task');
+    await waitIdle(demo.name);
+    const portalApi = await apiAs('portal');
+    first = (await portalApi('GET', 'session')).body.email;
+    users = Object.keys((await simGet('snapshot?content=false')).mail ?? {});
+    check(users.includes(first), `the portal user's address ${first} is not a mailbox of the tenant`);
+    other = users.find((u) => u !== first);
+  })();
+  return setupDone;
+}
 
 // ---------- tests ----------
 const tests = [];
@@ -396,6 +403,7 @@ for (const t of tests) {
   if (only.length && !only.some((o) => t.name.includes(o))) continue;
   const t0 = Date.now();
   try {
+    await setup();
     await t.fn();
     console.log(`ok      ${t.name} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
   } catch (e) {

@@ -53,7 +53,7 @@ export const m = {
     backupNow: 'Back up now', cancelRun: 'Cancel backup', delete: 'Delete', deleteTitle: (t: string) => `Delete task ${t}?`,
     deleteData: 'Also delete the repository and every backup in it', deleteHint: 'Without this, the repository stays and can be relinked later.', deleteConfirm: 'Delete task',
     idle: 'No backup is running.', counts: (a: number, c: number, u: number) => `${a.toLocaleString('en-US')} new, ${c.toLocaleString('en-US')} changed, ${u.toLocaleString('en-US')} unchanged items`,
-    accountsDone: (d: number, t: number) => `${d} of ${t} accounts done`, overall: 'Overall', items: 'items', activity: 'Activity', account: 'Account', done: 'Done',
+    accountsDone: (d: number, t: number) => `${d} of ${t} accounts done`, overall: 'Overall', items: 'items', itemsCol: 'Items', activity: 'Activity', account: 'Account', done: 'Done',
     runs: 'Backups', started: 'Started', ended: 'Ended', duration: 'Duration', added: 'Added', changed: 'Changed', deleted: 'Deleted', downloaded: 'Downloaded', errors: 'Errors', requests: 'Graph requests', throttled: 'Throttled', resumed: 'Resumed',
     runErrors: (id: number) => `Items that could not be saved in backup ${id}`, noErrors: 'No item errors in this backup.', object: 'Account', path: 'Path', message: 'Message',
     level: 'Level', levels: { '': 'All levels', error: 'Errors', warn: 'Warnings', info: 'Information', debug: 'Debug' } as Record<string, string>,
