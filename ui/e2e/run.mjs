@@ -169,7 +169,6 @@ test('wizard creates a task and backs it up', async () => {
   await shot(page, 'wizard-test-connection');
   await page.getByRole('button', { name: 'Next' }).click();
   await page.getByLabel('Task name').fill('wizard');
-  await page.getByLabel('Repository location').fill(join(data, 'repositories/wizard'));
   await page.getByRole('button', { name: 'Next' }).click();
   for (const w of ['Calendar', 'Contacts', 'OneDrive', 'SharePoint sites', 'Teams channels', 'Microsoft 365 groups']) await page.getByLabel(w, { exact: true }).uncheck();
   await page.getByRole('button', { name: 'Next' }).click();
@@ -184,7 +183,7 @@ test('wizard creates a task and backs it up', async () => {
   await page.getByRole('button', { name: 'Next' }).click();
   await page.getByLabel('Manual only').check();
   await page.getByRole('button', { name: 'Next' }).click();
-  await page.getByText(join(data, 'repositories/wizard')).waitFor();
+  await page.getByText('Default: the task name under the Backhome shared folder').waitFor();
   await shot(page, 'wizard-summary');
   await page.getByRole('button', { name: 'Done' }).click();
   await page.getByRole('dialog', { name: 'Back up now?' }).waitFor();

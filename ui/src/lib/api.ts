@@ -30,10 +30,11 @@ export interface TaskFields {
   name: string; admin_email?: string | null; services: string[];
   include_users: string[]; exclude_users: string[]; include_groups: string[];
   exclude_groups: string[]; include_sites: string[]; exclude_sites: string[];
-  auto_discovery: AutoDiscovery; schedule: Schedule; retention: Retention; portal: boolean; repo: string;
+  auto_discovery: AutoDiscovery; schedule: Schedule; retention: Retention; portal: boolean; repo?: string;
 }
 
 export interface Task extends TaskFields {
+  repo: string;
   cloud: string; login_endpoint: string | null; graph_endpoint: string | null;
   tenant_id: string; app_id: string;
   certificate: { subject: string; thumbprint: string; not_after: string; expires_in_days: number; warning: string | null } | null;
@@ -60,7 +61,7 @@ export interface Progress {
 }
 
 export interface LogRecord { time: string; level: string; task: string; run: number | null; object: string | null; message: string }
-export interface MyAccount { task: string; account: string; path: string; name: string }
+export interface MyAccount { task: string; account: string; path: string; name: string; kind?: string }
 export interface Point { run: number; at: string; status: RunStatus }
 export interface Entry { name: string; path: string; kind: string; graph_id: string | null; size: number | null; modified: string | null }
 export interface Listing { path: string; run: number; entries: Entry[] }
@@ -86,6 +87,12 @@ export interface Storage {
   per_account: { account: string; workload: string; items: number; bytes: number }[];
   per_run: { run: number; at: string; items: number; added_bytes: number; total_bytes: number }[];
   snapshots: { run: number; path: string; created_at: string }[];
+}
+
+export interface RegistrationView {
+  id: string; state: 'waiting_for_sign_in' | 'working' | 'done' | 'failed' | 'manual'; step?: unknown; code?: string; message?: string;
+  sign_in: { user_code: string; verification_uri: string; expires_at: string; message: string } | null;
+  result: { tenant_id: string; app_id: string; display_name: string; granted: string[] } | null;
 }
 
 export interface Mapping { user: string; accounts: { task: string; account: string }[]; automatic: boolean }
@@ -186,6 +193,11 @@ export const api = {
   jobs: () => call<Job[]>('GET', 'jobs'),
   job: (id: string) => call<Job>('GET', `jobs/${encodeURIComponent(id)}`),
   cancelJob: (id: string) => call<null>('POST', `jobs/${encodeURIComponent(id)}/cancel`),
+
+  startRegistration: (body: { mode: 'automatic' | 'manual'; cloud: string; login_endpoint?: string; graph_endpoint?: string }) =>
+    call<RegistrationView>('POST', 'registrations', body),
+  registration: (id: string) => call<RegistrationView>('GET', `registrations/${encodeURIComponent(id)}`),
+  cancelRegistration: (id: string) => call<null>('DELETE', `registrations/${encodeURIComponent(id)}`),
 
   storage: (name: string) => call<Storage>('GET', `${t(name)}/storage`),
   mapping: () => call<Mapping[]>('GET', 'mapping'),

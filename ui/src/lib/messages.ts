@@ -31,9 +31,8 @@ export const m = {
     cloud: 'Cloud', clouds: { global: 'Microsoft 365 (worldwide)', usgov: 'Microsoft 365 GCC High', usgovdod: 'Microsoft 365 DoD', china: 'Microsoft 365 operated by 21Vianet', custom: 'Custom endpoints' } as Record<string, string>,
     loginEndpoint: 'Sign-in endpoint', graphEndpoint: 'Graph endpoint', adminEmail: 'Administrator e-mail', tenantId: 'Tenant ID', appId: 'Application (client) ID',
     cert: 'Certificate (.pfx)', certPassword: 'Certificate password', certChosen: (n: string) => `Chosen: ${n}`, certMissing: 'Choose the certificate file (.pfx) of the application.',
-    registerHint: 'No application yet? Register one in Microsoft Entra ID with a certificate, grant it admin consent, then come back.',
     test: 'Test connection', testing: 'Testing the connection…', testOk: 'Connected', testFirst: 'Test the connection before continuing.',
-    taskName: 'Task name', taskNameHint: 'Letters, digits, dots, dashes and underscores.', repo: 'Repository location', repoHint: 'A folder on a shared folder, for example /volume1/backhome/contoso.',
+    taskName: 'Task name', taskNameHint: 'Letters, digits, dots, dashes and underscores.', repo: 'Repository location', repoHint: 'A folder on a shared folder, for example /volume1/Backhome/contoso. Leave it empty for the default place.', repoDefault: 'Default: the task name under the Backhome shared folder',
     workloads: 'Workloads to back up', services: { mail: 'Mail', calendar: 'Calendar', contacts: 'Contacts', onedrive: 'OneDrive', sharepoint: 'SharePoint sites', teams: 'Teams channels', groups: 'Microsoft 365 groups' } as Record<string, string>,
     noWorkload: 'Choose at least one workload.',
     accounts: 'Accounts to include and exclude', accountsHint: 'Leave the include lists empty to back up everything the workloads cover.',
@@ -47,6 +46,12 @@ export const m = {
     retDays: 'Days', retRuns: 'Backups', gfsDaily: 'Daily', gfsWeekly: 'Weekly', gfsMonthly: 'Monthly', gfsYearly: 'Yearly',
     summary: 'Summary', create: 'Done', creating: 'Creating the task…', relink: 'Relink', backupNow: 'Back up now?', backupNowHint: 'The task is ready. Start its first backup now?',
     startNow: 'Back up now', later: 'Later', badName: 'Enter a task name of letters, digits, dots, dashes and underscores.', badRepo: 'Enter an absolute folder path.', badTenant: 'Enter the tenant ID.', badApp: 'Enter the application ID.',
+  },
+  register: {
+    hint: 'No application yet? Backhome can register it in Microsoft Entra ID for you, with a new certificate and exactly the permissions it needs. A global administrator of the tenant signs in once.',
+    start: 'Register the app for me', signIn: 'Open this page, enter the code and sign in as a global administrator of the tenant:',
+    waiting: 'Waiting for the sign-in…', working: 'Creating the application and granting consent…',
+    done: (n: string, p: number) => `Application ${n} registered with ${p} permission(s). Test the connection next.`, using: 'Using the registered application',
   },
   task: {
     tabs: { progress: 'Progress', history: 'History', logs: 'Logs', accounts: 'Accounts', edit: 'Settings' } as Record<string, string>,
