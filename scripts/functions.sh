@@ -4,6 +4,7 @@
 # Standard output of a script is shown in Package Center only through $SYNOPKG_TEMP_LOGFILE (message);
 # standard error goes to the package log (/var/log/packages/Backhome.log).
 
+PATH="$PATH:/sbin:/usr/sbin"
 PKG_NAME="${SYNOPKG_PKGNAME:-Backhome}"
 # /var/packages/<package>; the package tests point it into a throwaway root.
 PKG_ROOT="${BACKHOME_PKG_ROOT:-/var/packages/$PKG_NAME}"
@@ -113,4 +114,19 @@ service_pid() {
     # A recycled PID of another program does not count.
     grep -q backhome "/proc/$pid/cmdline" 2>/dev/null || return 1
     echo "$pid"
+}
+
+# delete_repositories DIR: deletes the repositories folder. Each repository may be a btrfs subvolume with
+# read-only snapshots beside it (<repository>.snapshots/run-N); a snapshot is deleted as a subvolume, or,
+# where the kernel refuses that to an unprivileged owner, made writable and removed like a folder.
+delete_repositories() {
+    [ -d "$1" ] || return 0
+    if command -v btrfs >/dev/null 2>&1; then
+        for snapshot in "$1"/*.snapshots/*; do
+            [ -d "$snapshot" ] || continue
+            btrfs subvolume delete "$snapshot" >/dev/null 2>&1 && continue
+            btrfs property set -f -ts "$snapshot" ro false >/dev/null 2>&1
+        done
+    fi
+    rm -rf "$1"
 }

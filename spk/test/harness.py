@@ -241,6 +241,10 @@ def lifecycle(spk, upgrade_spk, graph_sim, work, port):
         require(not port_in_use(port), "the service still listens after stop")
         center.start()
         require(center.status() == 0, "status after start should be 0")
+        broken = os.path.join(work, "broken-target")
+        os.makedirs(broken)
+        center.run_script(center.scripts(), "start-stop-status", "", ["status"],
+                          extra={"SYNOPKG_PKGDEST": broken}, expect=150)
 
         log("  a task against the simulator, and a backup")
         sim_process, sim = start_simulator(graph_sim, work)
@@ -277,8 +281,8 @@ def lifecycle(spk, upgrade_spk, graph_sim, work, port):
         require(not port_in_use(port), "the service still listens after uninstall")
         require(os.path.isfile(os.path.join(repo, "config.json")), "the repository went with the package")
         require(os.listdir(center.folder("var")), "var was emptied although data was kept")
-        status, _, _ = http_get(nginx.url("/backhome/api/v1/health"))
-        require(status != 200, "nginx still proxies /backhome/ after uninstall")
+        _, _, body = http_get(nginx.url("/backhome/api/v1/health"))
+        require(body == b"DSM\n", "nginx still proxies /backhome/ after uninstall")
 
         log("  reinstall: the backups are found again")
         center.install(upgrade_spk, {"wizard_backup_share": SHARE})
@@ -305,8 +309,8 @@ def lifecycle(spk, upgrade_spk, graph_sim, work, port):
                 pid = f.read().strip()
             subprocess.run(["kill", pid], stderr=subprocess.DEVNULL)
         nginx.stop()
-        if image:
-            subprocess.run(["umount", volume], check=False)
+        if image and subprocess.run(["umount", volume], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "--lazy", volume], check=False)
         user.remove()
 
 
