@@ -9,6 +9,7 @@ pub mod access;
 pub mod auth;
 mod caller;
 mod error;
+pub mod register;
 mod session;
 mod state;
 mod ui;
@@ -31,6 +32,7 @@ fn api_routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/health", web::get().to(health))
         .route("/openapi.json", web::get().to(openapi_json));
     session::configure(cfg);
+    register::configure(cfg);
 }
 
 /// The OpenAPI document of every route.
@@ -38,6 +40,7 @@ fn api_routes(cfg: &mut web::ServiceConfig) {
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = Doc::openapi();
     doc.merge(session::Doc::openapi());
+    doc.merge(register::Doc::openapi());
     doc
 }
 

@@ -62,6 +62,37 @@ pub struct Claims {
     pub roles: Arc<Vec<String>>,
     /// Expiry (Unix seconds).
     pub exp: i64,
+    /// The signed-in user of a delegated token (`None` for app-only tokens).
+    pub user: Option<DelegatedUser>,
+}
+
+/// The signed-in user a delegated token carries.
+#[derive(Clone, Debug)]
+pub struct DelegatedUser {
+    /// The user's object id (`oid`).
+    pub oid: uuid::Uuid,
+    /// The user's principal name (`upn`).
+    pub upn: String,
+    /// Delegated scopes (`scp`).
+    pub scopes: Arc<Vec<String>>,
+    /// Directory role template ids (`wids`).
+    pub wids: Arc<Vec<String>>,
+}
+
+impl DelegatedUser {
+    /// Whether the token carries the delegated scope `scope`.
+    #[must_use]
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scopes.iter().any(|s| s.eq_ignore_ascii_case(scope))
+    }
+
+    /// Whether the user holds one of the directory roles (template ids).
+    #[must_use]
+    pub fn has_role(&self, templates: &[&str]) -> bool {
+        self.wids
+            .iter()
+            .any(|w| templates.iter().any(|t| w.eq_ignore_ascii_case(t)))
+    }
 }
 
 /// Kinds of access a route needs.
@@ -147,7 +178,12 @@ pub struct EntraError {
     pub description: String,
 }
 
-fn err(status: u16, error: &'static str, code: u32, description: impl Into<String>) -> EntraError {
+pub(crate) fn err(
+    status: u16,
+    error: &'static str,
+    code: u32,
+    description: impl Into<String>,
+) -> EntraError {
     EntraError {
         status,
         error,
@@ -203,6 +239,11 @@ impl Entra {
         let mut apps = self.apps.write();
         apps.retain(|a| a.id != app.id);
         apps.push(app);
+    }
+
+    /// Forgets an app (its registration was deleted).
+    pub fn unregister(&self, app_id: uuid::Uuid) {
+        self.apps.write().retain(|a| a.id != app_id);
     }
 
     /// The roles of an app, `None` when unknown.
@@ -508,6 +549,48 @@ impl Entra {
         format!("{head}.{}", b64(&sig))
     }
 
+    /// Issues a delegated access token for a signed-in user through the public client
+    /// `client_id`, with the delegated `scopes` and the user's directory roles (`wids`).
+    #[must_use]
+    pub fn issue_delegated(
+        &self,
+        client_id: &str,
+        user: (uuid::Uuid, &str),
+        scopes: &[String],
+        wids: &[String],
+        lifetime: i64,
+    ) -> String {
+        let now = now();
+        let header = json!({"typ": "JWT", "alg": "HS256", "kid": "graph-sim"});
+        let payload = json!({
+            "aud": "https://graph.microsoft.com",
+            "iss": format!("https://sts.windows.net/{}/", self.tenant_id),
+            "iat": now, "nbf": now, "exp": now + lifetime,
+            "appid": client_id, "idtyp": "user", "oid": user.0.to_string(), "sub": user.0.to_string(),
+            "upn": user.1, "scp": scopes.join(" "), "wids": wids, "tid": self.tenant_id.to_string(), "ver": "1.0",
+        });
+        let head = format!(
+            "{}.{}",
+            b64(header.to_string().as_bytes()),
+            b64(payload.to_string().as_bytes())
+        );
+        let sig = self.sign(head.as_bytes());
+        format!("{head}.{}", b64(&sig))
+    }
+
+    /// The tenant's id.
+    #[must_use]
+    pub fn tenant_id(&self) -> uuid::Uuid {
+        self.tenant_id
+    }
+
+    /// Whether `tenant` (a path segment of the login host) names this tenant.
+    #[must_use]
+    pub fn is_tenant(&self, tenant: &str) -> bool {
+        tenant.eq_ignore_ascii_case(&self.tenant_id.to_string())
+            || tenant.eq_ignore_ascii_case(&self.domain)
+    }
+
     /// Checks an `Authorization` header value; `Err(message)` for a 401.
     ///
     /// # Errors
@@ -554,10 +637,42 @@ impl Entra {
                     .collect()
             })
             .unwrap_or_default();
+        let strings = |v: &Value| -> Vec<String> {
+            v.as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|x| x.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let user = if claims["idtyp"].as_str() == Some("user") {
+            let oid = claims["oid"]
+                .as_str()
+                .and_then(|s| uuid::Uuid::parse_str(s).ok())
+                .ok_or("Invalid token.")?;
+            Some(DelegatedUser {
+                oid,
+                upn: claims["upn"].as_str().unwrap_or("").to_string(),
+                scopes: Arc::new(
+                    claims["scp"]
+                        .as_str()
+                        .unwrap_or("")
+                        .split(' ')
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_string)
+                        .collect(),
+                ),
+                wids: Arc::new(strings(&claims["wids"])),
+            })
+        } else {
+            None
+        };
         Ok(Claims {
             app_id,
             roles: Arc::new(roles),
             exp,
+            user,
         })
     }
 }

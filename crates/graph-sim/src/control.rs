@@ -14,6 +14,7 @@
 //! | `POST materialize` | | generates every lazy mailbox and drive now |
 //! | `GET snapshot` | `?user=upn&drive=id&content=false` | content hashes: `mail[upn][folder path][immutable id]`, `drives[drive id][path]`, `events[upn][id]`, `contacts[upn][id]` |
 //! | `POST mutate` | one operation object or an array | see below; answers `{"results": [...]}` |
+//! | `registration`, `device…`, `applications` | | app registration: see the `register_control` module |
 //!
 //! Operations (`"op"`): `add_message {user, folder?, mime_base64?}`, `modify_message {user, id,
 //! isRead?, flag?}`, `move_message {user, id, destination}`, `delete_message {user, id}`,
@@ -73,6 +74,9 @@ pub async fn handle(req: HttpRequest, body: Bytes, state: web::Data<SimState>) -
             .into_owned()
             .collect();
     let q = |k: &str| query.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    if let Some(resp) = crate::register_control::handle(&state, &method, &tail, &json_body) {
+        return resp;
+    }
     match (method.as_str(), tail.as_str()) {
         ("GET", "health") => HttpResponse::Ok().body("ok"),
         ("GET", "counters") => HttpResponse::Ok().json(state.counters.snapshot()),

@@ -17,6 +17,15 @@
 //! replies, delta, `getAllMessages`, migration-mode channels, import, `completeMigration`) and
 //! `$batch`. Throttling (off unless enabled) and fault injection apply to every Graph request.
 //!
+//! App registration: the device authorization grant (`POST /{tenant}/oauth2/v2.0/devicecode`,
+//! then polling the token endpoint; a test approves or declines the code through `/_sim/device/…`
+//! as a chosen user with chosen directory roles), delegated tokens carrying the user's roles
+//! (`wids`) and scopes, `/me`, `/applications` (create, get, update, delete, `addKey`/`removeKey`
+//! with a proof of possession), `/servicePrincipals` (create, get, `$filter=appId eq '…'`),
+//! `appRoleAssignedTo`/`appRoleAssignments`, and the Microsoft Graph service principal with its
+//! real app role ids. The token endpoint knows such an app only after a configurable replication
+//! delay, and issues tokens only once it has a service principal and admin consent.
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), graph_sim::SimError> {
 //! let sim = graph_sim::Simulator::start(graph_sim::SimOptions::new(graph_sim::Profile::Tiny)).await?;
@@ -31,6 +40,7 @@
 // entries have long but local types.
 #![allow(clippy::collapsible_if, clippy::type_complexity)]
 
+mod apps;
 mod auth;
 mod batch;
 mod calendar;
@@ -39,6 +49,7 @@ mod contacts;
 mod content;
 mod control;
 mod counters;
+mod device;
 mod directory;
 mod error;
 mod faults;
@@ -47,7 +58,9 @@ mod http;
 mod ids;
 mod mail;
 mod mime_parse;
+mod msgraph;
 mod odata;
+mod register_control;
 mod rng;
 mod router;
 mod server;
@@ -62,10 +75,12 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+pub use apps::{PROOF_AUDIENCE, Settings as RegistrationSettings};
 pub use auth::{FULL_ROLES, client_assertion};
 pub use counters::Counters;
 pub use error::SimError;
 pub use faults::{FaultKind, FaultRule};
+pub use msgraph::{APP_ROLES as GRAPH_APP_ROLES, GRAPH_APP_ID};
 pub use state::SimState;
 pub use tenant::Sizes;
 pub use throttle::ThrottleConfig;

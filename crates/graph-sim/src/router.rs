@@ -330,6 +330,12 @@ pub async fn handle(state: &SimState, req: GraphRequest) -> GraphResponse {
 
 fn dispatch(state: &SimState, req: &GraphRequest, segs: &[String]) -> GraphResponse {
     let s: Vec<&str> = segs.iter().map(String::as_str).collect();
+    if let Some(head) = s.first().map(|h| h.to_ascii_lowercase()) {
+        if head == "me" || head.starts_with("applications") || head.starts_with("serviceprincipals")
+        {
+            return crate::apps::route(state, req, &s);
+        }
+    }
     match s.as_slice() {
         ["users" | "groups" | "sites", ..] | ["organization"] => {
             if let Some(r) = crate::directory::route(state, req, &s) {
@@ -394,11 +400,6 @@ fn dispatch(state: &SimState, req: &GraphRequest, segs: &[String]) -> GraphRespo
             }
         }
         ["teams", rest @ ..] => crate::teams::route(state, req, rest),
-        ["me", ..] => GraphResponse::error(
-            400,
-            "BadRequest",
-            "/me request is only valid with delegated authentication flow.",
-        ),
         _ => GraphResponse::bad_url(segs.last().map_or("", String::as_str)),
     }
 }

@@ -99,6 +99,8 @@ pub(crate) async fn start(options: SimOptions) -> Result<RunningSim, SimError> {
         url_key: key.iter().rev().copied().collect(),
         app_id,
         app_cert,
+        registry: crate::apps::Registry::new(crate::ids::guid(seed, 0x6A5, 0)),
+        device: crate::device::DeviceFlows::default(),
     });
     let data = web::Data::from(state.clone());
     let server = HttpServer::new(move || {
@@ -106,6 +108,10 @@ pub(crate) async fn start(options: SimOptions) -> Result<RunningSim, SimError> {
             .app_data(data.clone())
             .app_data(web::PayloadConfig::new(256 * 1024 * 1024))
             .route("/{tenant}/oauth2/v2.0/token", web::post().to(token))
+            .route(
+                "/{tenant}/oauth2/v2.0/devicecode",
+                web::post().to(devicecode),
+            )
             .route("/_dl/{token}", web::get().to(crate::files::download))
             .route("/_dl/{token}", web::head().to(crate::files::download))
             .route("/_up/{id}", web::to(crate::files::upload_fragment))
@@ -149,7 +155,38 @@ pub(crate) async fn start(options: SimOptions) -> Result<RunningSim, SimError> {
 async fn token(req: HttpRequest, body: Bytes, state: web::Data<SimState>) -> HttpResponse {
     let tenant = req.match_info().get("tenant").unwrap_or("").to_string();
     let form: Vec<(String, String)> = url::form_urlencoded::parse(&body).into_owned().collect();
-    match state.entra.token(&tenant, &form, &state.base) {
+    let field = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    let answer = if field("grant_type") == Some(crate::device::GRANT) {
+        crate::device::redeem(&state, &tenant, &form)
+    } else {
+        // Apps registered through Graph are known to the token endpoint only once replicated,
+        // with a service principal and consent; their keys count once replicated.
+        match state
+            .registry
+            .token_view(field("client_id").unwrap_or(""), &state.tenant.domain)
+        {
+            Ok(Some(app)) => {
+                state.entra.register(app);
+                state.entra.token(&tenant, &form, &state.base)
+            }
+            Ok(None) => state.entra.token(&tenant, &form, &state.base),
+            Err(e) => Err(e),
+        }
+    };
+    entra_answer(&state, answer)
+}
+
+async fn devicecode(req: HttpRequest, body: Bytes, state: web::Data<SimState>) -> HttpResponse {
+    let tenant = req.match_info().get("tenant").unwrap_or("").to_string();
+    let form: Vec<(String, String)> = url::form_urlencoded::parse(&body).into_owned().collect();
+    entra_answer(&state, crate::device::start(&state, &tenant, &form))
+}
+
+fn entra_answer(
+    state: &SimState,
+    answer: Result<serde_json::Value, crate::auth::EntraError>,
+) -> HttpResponse {
+    match answer {
         Ok(v) => {
             state.counters.token();
             HttpResponse::Ok()

@@ -58,6 +58,10 @@ pub struct SimState {
     pub app_id: uuid::Uuid,
     /// The pre-registered app's key and certificate.
     pub app_cert: CertKey,
+    /// Applications, service principals and consent created through Graph.
+    pub registry: crate::apps::Registry,
+    /// Device codes of the device authorization grant.
+    pub device: crate::device::DeviceFlows,
 }
 
 impl SimState {
