@@ -8,3 +8,4 @@ if [ "$(id -u)" -eq 0 ]; then export BACKHOME_ROOT_TESTS=1; fi
 # Benchmarks print figures and are run by `cargo bench`; here they are only built (by clippy in CI).
 cargo test --workspace --lib --bins --tests
 cargo test --workspace --doc
+bash dev/test-ui.sh
