@@ -582,3 +582,30 @@ async fn renewal_needs_an_object_id_for_apps_registered_elsewhere() {
         .unwrap();
     assert_eq!(now.pfx, creds.pfx);
 }
+
+#[actix_web::test]
+async fn directory_lag_and_service_hiccups_during_registration_are_retried() {
+    let s = sim().await;
+    // A 503 on creating the app, and Graph not seeing the new service principal twice.
+    s.control(
+        reqwest::Method::PUT,
+        "faults",
+        Some(json!({"rules": [
+            {"pattern": "/applications", "method": "POST", "kind": "service_unavailable", "remaining": 1},
+            {"pattern": "appRoleAssignedTo", "method": "POST", "kind": "item_not_found", "remaining": 2},
+        ]})),
+    )
+    .await;
+    let reg = s.register(s.options()).await;
+    let apps = s.apps().await;
+    assert_eq!(apps.len(), 1, "{apps:?}");
+    assert_eq!(apps[0]["app_id"], reg.app_id.as_str());
+    assert_eq!(
+        apps[0]["roles"].as_array().unwrap().len(),
+        permissions::REQUIRED.len()
+    );
+    let left = s.control(reqwest::Method::GET, "faults", None).await;
+    for rule in left.as_array().unwrap() {
+        assert_eq!(rule["remaining"], 0, "{left}");
+    }
+}

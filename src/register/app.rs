@@ -195,32 +195,15 @@ async fn consent(
     progress: &(dyn Fn(Step) + Send + Sync),
 ) -> Result<(), RegisterError> {
     progress(Step::CreatingServicePrincipal);
-    // Right after creation Graph may not find the application yet: try again a few times.
-    let mut pause = Duration::from_millis(500);
-    let sp = loop {
-        match graph
-            .call(
-                Method::POST,
-                "/servicePrincipals",
-                Some(&json!({"appId": app_id})),
+    let sp = settle(graph, "/servicePrincipals", &json!({"appId": app_id}))
+        .await
+        .map_err(|e| {
+            refused(
+                e,
+                "create the application's service principal",
+                &graph.account,
             )
-            .await
-        {
-            Ok(v) => break v,
-            Err(CallError::Graph(g)) if g.status == 400 && pause < Duration::from_secs(20) => {
-                tokio::time::sleep(pause).await;
-                pause *= 2;
-                let _ = g;
-            }
-            Err(e) => {
-                return Err(refused(
-                    e,
-                    "create the application's service principal",
-                    &graph.account,
-                ));
-            }
-        }
-    };
+        })?;
     let sp_id = str_field(&sp, "id", "Microsoft Graph")?;
     progress(Step::GrantingConsent);
     let path = format!("/servicePrincipals?$filter=appId eq '{GRAPH_APP_ID}'&$select=id,appRoles");
@@ -253,7 +236,7 @@ async fn consent(
         }
         let body = json!({"principalId": sp_id, "resourceId": graph_sp_id, "appRoleId": p.id});
         let path = format!("/servicePrincipals/{graph_sp_id}/appRoleAssignedTo");
-        match graph.call(Method::POST, &path, Some(&body)).await {
+        match settle(graph, &path, &body).await {
             Ok(_) => {}
             Err(CallError::Graph(g)) if g.message.contains("already exists") => {}
             Err(e) => {
@@ -266,6 +249,35 @@ async fn consent(
         }
     }
     Ok(())
+}
+
+/// Whether Graph's refusal may just mean that an object made a moment ago is not visible yet.
+fn not_visible_yet(g: &backhome_graph::GraphError) -> bool {
+    let m = g.message.to_ascii_lowercase();
+    g.status == 404
+        || (g.status == 400
+            && (m.contains("does not exist")
+                || m.contains("does not reference")
+                || m.contains("not found")))
+}
+
+/// POSTs `body` to `path`, trying again for about half a minute while Graph does not see an
+/// object created a moment ago (directory replication).
+async fn settle(graph: &Delegated, path: &str, body: &Value) -> Result<Value, CallError> {
+    let mut pause = Duration::from_millis(500);
+    loop {
+        match graph.call(Method::POST, path, Some(body)).await {
+            Err(CallError::Graph(g)) if not_visible_yet(&g) && pause <= Duration::from_secs(16) => {
+                tracing::info!(
+                    path,
+                    "Graph does not see a new object yet ({g}); retrying in {pause:?}"
+                );
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Whether a sign-in refusal may just mean "not replicated yet".
