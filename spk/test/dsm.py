@@ -18,7 +18,7 @@ import time
 import urllib.error
 import urllib.request
 
-from spkcheck import CheckFailed, parse_info, require
+from spkcheck import CheckFailed, extract, parse_info, require
 
 
 def free_port():
@@ -262,7 +262,7 @@ class PackageCenter:
             shutil.rmtree(into)
         os.makedirs(into)
         with tarfile.open(spk) as tar:
-            tar.extractall(into, filter="tar")
+            extract(tar, into)
         with open(os.path.join(into, "INFO")) as f:
             info = parse_info(f.read())
         with open(os.path.join(into, "conf/resource")) as f:
@@ -286,7 +286,7 @@ class PackageCenter:
     def extract_payload(self, unpacked):
         target = self.folder("target")
         with tarfile.open(os.path.join(unpacked, "package.tgz")) as tar:
-            tar.extractall(target, filter="tar")
+            extract(tar, target)
         self.user.chown(target)
 
     def keep_package_files(self, unpacked):

@@ -28,7 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from dsm import (Nginx, PackageCenter, PackageUser, free_port, http_get, kill_quietly,  # noqa: E402
                  port_in_use, wait_for)
-from spkcheck import CheckFailed, check_spk, require  # noqa: E402
+from spkcheck import CheckFailed, check_spk, extract, require  # noqa: E402
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "../.."))
 SERVICE_PORT = 8418
@@ -205,8 +205,7 @@ def lifecycle(spk, upgrade_spk, graph_sim, work, port):
         # The install wizard as DSM shows it.
         message_file = os.path.join(work, "wizard.json")
         with tarfile.open(spk) as tar:
-            for name in ("install_uifile", "install_uifile.sh"):
-                tar.extract(f"WIZARD_UIFILES/{name}", work, filter="tar")
+            extract(tar, work, ["WIZARD_UIFILES/install_uifile", "WIZARD_UIFILES/install_uifile.sh"])
         subprocess.run(["sh", os.path.join(work, "WIZARD_UIFILES/install_uifile.sh")], check=True,
                        env={"PATH": os.environ["PATH"], "SYNOPKG_TEMP_LOGFILE": message_file,
                             "BACKHOME_VOLUME_ROOT": root})
@@ -322,9 +321,9 @@ def aarch64_under_qemu(spk, graph_sim, work):
     unpacked = os.path.join(work, "aarch64")
     os.makedirs(unpacked)
     with tarfile.open(spk) as outer:
-        outer.extract("package.tgz", unpacked, filter="tar")
+        extract(outer, unpacked, ["package.tgz"])
     with tarfile.open(os.path.join(unpacked, "package.tgz")) as payload:
-        payload.extract("bin/backhome", unpacked, filter="tar")
+        extract(payload, unpacked, ["bin/backhome"])
     binary = os.path.join(unpacked, "bin/backhome")
     data = os.path.join(work, "aarch64-data")
     port = free_port()

@@ -36,6 +36,20 @@ def require(condition, message):
         raise CheckFailed(message)
 
 
+def extract(tar, path, names=None):
+    """Extracts all of tar (or the named members) under path, keeping modes but not owners.
+
+    Uses tarfile's "tar" filter where this Python has it (3.11.4+; Debian 12 ships 3.11.2)."""
+    members = [tar.getmember(n) for n in names] if names else None
+    if hasattr(tarfile, "tar_filter"):
+        tar.extractall(path, members=members, filter="tar")
+    else:
+        for member in members or tar.getmembers():
+            require(not member.name.startswith("/") and ".." not in member.name.split("/"),
+                    f"unsafe archive entry {member.name}")
+        tar.extractall(path, members=members)
+
+
 def parse_info(text):
     """Parses INFO's key="value" lines into a dict."""
     info = {}
