@@ -11,8 +11,10 @@ pub mod connect;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod export;
+pub mod jobs;
 pub mod paths;
 pub mod register;
+pub mod render;
 pub mod restore;
 pub mod secrets;
 pub mod serve;

@@ -163,6 +163,36 @@ impl Caller {
     }
 }
 
+impl Caller {
+    /// Whether the caller may see restore or export job `job`: administrators see every job, a
+    /// portal user only the jobs they started, in tasks they can still see.
+    #[must_use]
+    pub fn may_see_job(&self, state: &AppState, job: &crate::jobs::Job) -> bool {
+        self.is_admin()
+            || (job.owner.eq_ignore_ascii_case(self.user()) && self.task(state, &job.task).is_ok())
+    }
+
+    /// Checks that a restore may write into account `upn` of `task` (another account than the
+    /// original): administrators may target any account, portal users only their own.
+    ///
+    /// # Errors
+    /// 403 when the caller may not restore into that account.
+    pub fn check_restore_target(
+        &self,
+        state: &AppState,
+        task: &TaskSpec,
+        upn: &str,
+    ) -> Result<(), ApiError> {
+        if self.may_open(state, task, upn) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(
+                "you may restore only into your own account".into(),
+            ))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

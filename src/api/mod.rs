@@ -7,11 +7,16 @@
 
 pub mod access;
 pub mod auth;
+mod browse;
 mod caller;
 mod error;
+mod jobs;
+mod mapping;
 pub mod register;
+mod search;
 mod session;
 mod state;
+mod storage;
 mod ui;
 
 use std::net::SocketAddr;
@@ -32,6 +37,11 @@ fn api_routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/health", web::get().to(health))
         .route("/openapi.json", web::get().to(openapi_json));
     session::configure(cfg);
+    browse::configure(cfg);
+    search::configure(cfg);
+    jobs::configure(cfg);
+    storage::configure(cfg);
+    mapping::configure(cfg);
     register::configure(cfg);
 }
 
@@ -40,6 +50,11 @@ fn api_routes(cfg: &mut web::ServiceConfig) {
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = Doc::openapi();
     doc.merge(session::Doc::openapi());
+    doc.merge(browse::Doc::openapi());
+    doc.merge(search::Doc::openapi());
+    doc.merge(jobs::Doc::openapi());
+    doc.merge(storage::Doc::openapi());
+    doc.merge(mapping::Doc::openapi());
     doc.merge(register::Doc::openapi());
     doc
 }

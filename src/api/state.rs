@@ -22,6 +22,10 @@ pub struct AppState {
     /// The multi-threaded runtime that backups, restores and exports run on (request handlers run
     /// on the web server's own single-threaded workers).
     pub runtime: tokio::runtime::Handle,
+    /// Open repository handles for browsing, search and jobs.
+    pub repos: crate::jobs::RepoCache,
+    /// Restore and export jobs.
+    pub jobs: Arc<crate::jobs::Jobs>,
 }
 
 impl AppState {
@@ -36,7 +40,11 @@ impl AppState {
             AuthBackend::Static => Arc::new(StaticUsers::new(config.auth.users.clone())),
         };
         let mapping = Mapping::load(&data_dir)?;
+        let jobs = crate::jobs::Jobs::open(&data_dir, tokio::runtime::Handle::current())
+            .map_err(super::ApiError::internal)?;
         Ok(Self {
+            repos: crate::jobs::RepoCache::default(),
+            jobs,
             data_dir,
             config,
             auth,

@@ -31,8 +31,11 @@ pub(super) async fn restore<T: FolderTree>(
     items: &[Item],
     mut t: T,
 ) -> Result<(), RestoreError> {
-    let mut pending: Vec<(&Item, String)> = Vec::new();
-    for item in items {
+    // Leaves waiting for their turn, by index: a closure over `(&Item, String)` would be
+    // higher-ranked over the reference's lifetime, which makes the job's future unusable with
+    // `tokio::spawn` (rustc cannot prove it `Send` for every lifetime).
+    let mut pending: Vec<(usize, String)> = Vec::new();
+    for (index, item) in items.iter().enumerate() {
         if job.cancelled() {
             return Err(RestoreError::Cancelled);
         }
@@ -47,7 +50,7 @@ pub(super) async fn restore<T: FolderTree>(
         } else if item.version.kind == T::LEAF {
             match t.prepare(&item.folders).await {
                 Ok(parent) => {
-                    pending.push((item, parent));
+                    pending.push((index, parent));
                     continue;
                 }
                 Err(e) => Err(e),
@@ -63,10 +66,11 @@ pub(super) async fn restore<T: FolderTree>(
     }
     let t = &t;
     let mut results = futures_util::stream::iter(pending)
-        .map(|(item, parent)| async move {
+        .map(|(index, parent)| async move {
             if job.cancelled() {
                 return None;
             }
+            let item = &items[index];
             Some((item, t.leaf(item, &parent).await))
         })
         .buffer_unordered(T::AT_ONCE);

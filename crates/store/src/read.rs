@@ -15,7 +15,7 @@ use crate::model::{
 };
 use crate::repo::Repository;
 
-const VERSION_COLS: &str =
+pub(crate) const VERSION_COLS: &str =
     "v.id, v.node, n.object, n.graph_id, n.kind, v.parent, v.name, v.content,
     v.size, v.modified, v.version_tag, v.metadata, v.first_run, v.last_run,
     coalesce(c.hash, (SELECT b.hash FROM content_chunks cc JOIN blobs b ON b.id = cc.blob
@@ -24,7 +24,7 @@ const VERSION_FROM: &str =
     "node_versions v JOIN nodes n ON n.id = v.node LEFT JOIN contents c ON c.id = v.content";
 const VISIBLE_AT: &str = "v.first_run <= ?1 AND (v.last_run IS NULL OR v.last_run >= ?1)";
 
-fn version_row(r: &Row<'_>) -> rusqlite::Result<VersionRecord> {
+pub(crate) fn version_row(r: &Row<'_>) -> rusqlite::Result<VersionRecord> {
     let kind: String = r.get(4)?;
     let content: Option<i64> = r.get(7)?;
     let size: i64 = r.get(8)?;
