@@ -190,6 +190,47 @@ test('wizard creates a task and backs it up', async () => {
   await page.context().close();
 });
 
+test('wizard registers the app for me', async () => {
+  needs('POST /registrations', 'GET /registrations/{id}', 'POST /tasks/test-connection', 'POST /tasks');
+  const put = await fetch(`${sim}/registration`, { method: 'PUT', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ device_interval: 1 }) });
+  check(put.ok, `simulator registration settings: ${put.status}`);
+  const page = await signedIn('admin');
+  await page.goto(`${url}#/admin/new`);
+  await page.getByRole('button', { name: 'Next' }).click();
+  await page.getByLabel('Cloud').selectOption('custom');
+  await page.getByLabel('Sign-in endpoint').fill(ready.login_endpoint);
+  await page.getByLabel('Graph endpoint').fill(ready.graph_endpoint);
+  await page.getByRole('button', { name: 'Register the app for me' }).click();
+  const code = page.locator('.register .code b');
+  await code.waitFor({ timeout: 30_000 });
+  await shot(page, 'wizard-register');
+  await simPost('device/approve', { user_code: (await code.textContent()).trim(), roles: ['Global Administrator'] });
+  await page.getByText(/registered with \d+ permission/).waitFor({ timeout: 90_000 });
+  check(await page.getByLabel('Tenant ID').inputValue() === ready.tenant_id, 'the tenant ID was not filled in');
+  check(/^[0-9a-f-]{36}$/.test(await page.getByLabel('Application (client) ID').inputValue()), 'the application ID was not filled in');
+  await page.getByRole('button', { name: 'Next' }).click();
+  await page.getByRole('button', { name: 'Test connection' }).click();
+  await page.locator('.test-result .alert').waitFor({ timeout: 60_000 });
+  const said = await page.locator('.test-result').textContent();
+  // docs/api.md: the task routes answer 400 to `{registration_id}` until they accept
+  // registrations by reference. Reported as pending (not passed) until then.
+  if (/registrations are not accepted here yet/.test(said)) { const e = new Error(`the task routes do not accept {registration_id} yet: ${said.trim()}`); e.pending = true; throw e; }
+  check(await page.locator('.test-result .alert.ok').count() === 1, `the test failed: ${await page.locator('.test-result').textContent()}`);
+  await page.getByRole('button', { name: 'Next' }).click();
+  await page.getByLabel('Task name').fill('registered');
+  await page.getByRole('button', { name: 'Next' }).click();
+  for (const w of ['Mail', 'Calendar', 'OneDrive', 'SharePoint sites', 'Teams channels', 'Microsoft 365 groups']) await page.getByLabel(w, { exact: true }).uncheck();
+  for (let i = 0; i < 4; i++) await page.getByRole('button', { name: 'Next' }).click();
+  await page.getByLabel('Manual only').check();
+  await page.getByRole('button', { name: 'Next' }).click();
+  await page.getByRole('button', { name: 'Done' }).click();
+  await page.getByRole('dialog', { name: 'Back up now?' }).waitFor();
+  await page.getByRole('button', { name: 'Later' }).click();
+  const t = (await admin('GET', 'tasks/registered')).body;
+  check(t.services?.join() === 'contacts' && t.tenant_id === ready.tenant_id, `the task has other settings: ${JSON.stringify(t)}`);
+  await page.context().close();
+});
+
 test('backup progress moves', async () => {
   needs('POST /tasks/{name}/runs', 'GET /tasks/{name}/progress');
   await simPost('latency', { ms: 40 });
@@ -408,6 +449,7 @@ test('overview after several backups', async () => {
 // ---------- run ----------
 let failed = 0;
 let missing = 0;
+let pending = 0;
 let ran = 0;
 for (const t of tests) {
   if (only.length && !only.some((o) => t.name.includes(o))) continue;
@@ -418,6 +460,11 @@ for (const t of tests) {
     await t.fn();
     console.log(`ok      ${t.name} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
   } catch (e) {
+    if (e.pending) {
+      pending += 1;
+      console.log(`PENDING ${t.name} (${((Date.now() - t0) / 1000).toFixed(1)} s): ${e.message.split('\n')[0]}`);
+      continue;
+    }
     if (e.missing) missing += 1;
     failed += 1;
     console.log(`FAILED  ${t.name} (${((Date.now() - t0) / 1000).toFixed(1)} s): ${e.message.split('\n')[0]}`);
@@ -428,5 +475,5 @@ await browser.close();
 svc.kill('SIGTERM');
 await new Promise((r) => { svc.once('exit', r); setTimeout(r, 5000); });
 if (!process.env.E2E_KEEP) rmSync(data, { recursive: true, force: true });
-console.log(`e2e: ${ran - failed} passed, ${failed} failed${missing ? ` (${missing} for routes not in the service yet)` : ''}, ${((Date.now() - started) / 1000).toFixed(0)} s`);
+console.log(`e2e: ${ran - failed - pending} passed, ${failed} failed${missing ? ` (${missing} for routes not in the service yet)` : ''}${pending ? `, ${pending} pending (see above)` : ''}, ${((Date.now() - started) / 1000).toFixed(0)} s`);
 process.exit(failed ? 1 : 0);
