@@ -5,6 +5,7 @@ import PointPicker from '../components/PointPicker.svelte';
 import Picker from '../admin/Picker.svelte';
 import Bar from '../components/Bar.svelte';
 import SignIn from '../components/SignIn.svelte';
+import Jobs from '../components/Jobs.svelte';
 import { setCsrf } from '../lib/api';
 
 function answer(body: unknown, status = 200) {
@@ -100,5 +101,21 @@ describe('SignIn', () => {
     await fireEvent.input(screen.getByLabelText('Password'), { target: { value: 'b' } });
     await fireEvent.click(screen.getByRole('button', { name: 'Sign in' }));
     expect((await screen.findByRole('alert')).textContent).toBe('Wrong user name or password.');
+  });
+});
+
+describe('Jobs', () => {
+  it('follows a running job and words the results', async () => {
+    const running = { id: 'j1', kind: 'restore', task: 't', owner: 'admin', state: 'running', progress: { done: 1, total: 4, bytes: 10 }, started_at: '2024-01-01T00:00:00Z', ended_at: null, result: null, download: null };
+    const done = { ...running, state: 'done', ended_at: '2024-01-01T00:01:00Z', result: { restored: 3, skipped: 1, failed: [{ path: '/users/a/mail/x', reason: 'gone' }] } };
+    const exp = { ...running, id: 'j2', kind: 'export', state: 'done', result: { items: 10, folders: 2, bytes: 2048 }, download: 'api/v1/jobs/j2/download' };
+    const answers = [[running, exp], [done, exp]];
+    const fetch = vi.fn(async () => answer(answers[Math.min(fetch.mock.calls.length - 1, 1)]));
+    vi.stubGlobal('fetch', fetch);
+    render(Jobs, {});
+    expect((await screen.findByRole('progressbar', { name: 'Restore j1' })).getAttribute('aria-valuenow')).toBe('25');
+    expect(await screen.findByText('3 restored, 1 skipped, 1 failed · /users/a/mail/x: gone', {}, { timeout: 3000 })).toBeTruthy();
+    expect(screen.getByText('10 items in 2 folder(s), 2.0 KB')).toBeTruthy();
+    expect(screen.getByRole('link', { name: 'Download' }).getAttribute('href')).toBe('api/v1/jobs/j2/download');
   });
 });
