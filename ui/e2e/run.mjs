@@ -383,6 +383,17 @@ test('portal user sees only their own data, even by editing URLs', async () => {
     return fetch(`api/v1/tasks/${encodeURIComponent(t)}/restores`, { method: 'POST', headers: { 'Content-Type': 'application/json', 'X-SYNO-TOKEN': s.csrf_token }, body: JSON.stringify({ paths: [p], conflict: 'skip' }) }).then((r) => r.status);
   }, [demo.name, otherMail.path]);
   check(restore === 404 || restore === 403, `restoring another user's message answered ${restore}`);
+  // Their own message, restored into their own mailbox (kept next to the one still there).
+  const mailCount = async () => Object.values((await simGet(`snapshot?user=${encodeURIComponent(first)}&content=false`)).mail[first]).reduce((n, f) => n + Object.keys(f).length, 0);
+  const before = await mailCount();
+  await page.goto(`${url}#/portal?task=${encodeURIComponent(demo.name)}&account=${encodeURIComponent(`/users/${first}`)}&path=${encodeURIComponent(`/users/${first}/mail/${state.inbox ?? 'Inbox'}`)}`);
+  await page.locator('tbody tr[data-path] input[type=checkbox]').first().check();
+  await page.getByRole('button', { name: 'Restore to my account' }).click();
+  check(await page.getByLabel('When an item exists already').inputValue() === 'keep-both', 'the default conflict policy is not keep-both');
+  await page.getByRole('dialog').getByRole('button', { name: 'Restore' }).click();
+  await page.locator('li[data-state="done"], li[data-state="failed"]').first().waitFor({ timeout: 60_000 });
+  check(await page.locator('li[data-state="done"]').count() > 0, `the portal restore failed: ${await page.locator('.jobs').textContent()}`);
+  check(await mailCount() === before + 1, 'the portal restore did not add the message');
   // The narrow portal window.
   const narrow = await signedIn('portal', { width: 420, height: 760 });
   await narrow.locator('tbody tr').first().waitFor();

@@ -119,3 +119,20 @@ describe('Jobs', () => {
     expect(screen.getByRole('link', { name: 'Download' }).getAttribute('href')).toBe('api/v1/jobs/j2/download');
   });
 });
+
+describe('ItemView of an event', () => {
+  it('shows nested fields as text', async () => {
+    vi.stubGlobal('fetch', vi.fn(async () => answer({
+      entry: { name: 'Review', path: '/users/a@b/calendar/Calendar/Review', kind: 'event', graph_id: 'g', size: 300, modified: null },
+      metadata: { id: 'x', subject: '<b>Review</b>', start: { dateTime: '2024-05-01T10:00:00', timeZone: 'UTC' }, attendees: [{ emailAddress: { address: 'c@d' }, type: 'required' }], categories: ['Blue'] },
+      versions: [],
+    })));
+    const { container } = render(ItemView, { task: 't', path: '/users/a@b/calendar/Calendar/Review', at: undefined, onclose: () => {} });
+    await screen.findByText('start.dateTime');
+    expect(screen.getByText('2024-05-01T10:00:00')).toBeTruthy();
+    expect(screen.getByText('<b>Review</b>')).toBeTruthy();
+    expect(container.querySelector('dd b')).toBeNull();
+    expect(screen.getByText('Blue')).toBeTruthy();
+    expect(screen.queryByText('id')).toBeNull();
+  });
+});
