@@ -383,6 +383,16 @@ test('portal user sees only their own data, even by editing URLs', async () => {
     return fetch(`api/v1/tasks/${encodeURIComponent(t)}/restores`, { method: 'POST', headers: { 'Content-Type': 'application/json', 'X-SYNO-TOKEN': s.csrf_token }, body: JSON.stringify({ paths: [p], conflict: 'skip' }) }).then((r) => r.status);
   }, [demo.name, otherMail.path]);
   check(restore === 404 || restore === 403, `restoring another user's message answered ${restore}`);
+  // Search finds their own mail by a word of its subject.
+  needs('GET /tasks/{name}/search');
+  const own = (await admin('GET', `tasks/${demo.name}/browse?path=${encodeURIComponent(`/users/${first}/mail/${state.inbox ?? 'Inbox'}`)}`)).body.entries.find((e) => e.kind === 'message' && /[A-Za-z]{5,}/.test(e.name));
+  const word = own.name.match(/[A-Za-z]{5,}/)[0];
+  await page.getByLabel('Search', { exact: true }).fill(word);
+  await page.getByRole('button', { name: 'Search', exact: true }).click();
+  await page.locator('.hits li').first().waitFor();
+  const found = await page.locator('.hits li button').allTextContents();
+  check(found.some((t) => t.includes(word)), `searching "${word}" found ${found.join(' | ')}`);
+  await page.getByRole('button', { name: 'Clear search' }).click();
   // Their own message, restored into their own mailbox (kept next to the one still there).
   const mailCount = async () => Object.values((await simGet(`snapshot?user=${encodeURIComponent(first)}&content=false`)).mail[first]).reduce((n, f) => n + Object.keys(f).length, 0);
   const before = await mailCount();
