@@ -24,3 +24,8 @@ export function workload(path: string): string | null {
   const parts = path.split('/').filter(Boolean);
   return parts.length >= 3 ? parts[2] : null;
 }
+
+/** The name shown for an entry: workload folders get their product names. */
+export function displayName(e: { name: string; kind: string }, names: Record<string, string>): string {
+  return (e.kind === 'dir' || e.kind === 'root') && names[e.name] ? names[e.name] : e.name;
+}

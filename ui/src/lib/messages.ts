@@ -78,7 +78,7 @@ export const m = {
     jobKinds: { restore: 'Restore', export: 'Export' } as Record<string, string>, jobState: { running: 'Running', done: 'Done', failed: 'Failed', cancelled: 'Cancelled' } as Record<string, string>,
     cancelJob: 'Cancel', result: 'Result',
     restoreResult: (r: number, s: number, f: number) => `${r} restored, ${s} skipped, ${f} failed`,
-    exportResult: (i: number, f: number, b: string) => `${i} items in ${f} folder(s), ${b}`, workloads: { mail: 'Mail', drive: 'Files', calendar: 'Calendar', contacts: 'Contacts' } as Record<string, string>,
+    exportResult: (i: number, f: number, b: string) => `${i} items in ${f} folder(s), ${b}`, workloads: { mail: 'Mail', drive: 'Files', onedrive: 'OneDrive', calendar: 'Calendar', contacts: 'Contacts', channels: 'Channels', users: 'Users', groups: 'Groups', sites: 'Sites', teams: 'Teams' } as Record<string, string>,
     from: 'From', to: 'To', cc: 'Cc', date: 'Date', subject: 'Subject', attachments: 'Attachments', versions: 'Versions', reader: 'Message', noSubject: '(no subject)', remoteBlocked: 'Remote content and scripts are blocked in this message.',
     searchIn: 'Search in', searchWorkloads: { '': 'Everything', mail: 'Mail', onedrive: 'Files', calendar: 'Calendar', contacts: 'Contacts' } as Record<string, string>,
     details: 'Details', itemFields: 'Properties', path: 'Location',

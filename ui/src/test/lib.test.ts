@@ -4,7 +4,7 @@ import { bytes, leaf, parent, percent, unescapeName } from '../lib/format';
 import { parseHash, href } from '../lib/router';
 import { qs } from '../lib/api';
 import { warnings } from '../lib/warnings';
-import { isContainer, workload } from '../lib/kinds';
+import { displayName, isContainer, workload } from '../lib/kinds';
 import type { Task } from '../lib/api';
 
 describe('validate', () => {
@@ -68,6 +68,8 @@ describe('kinds', () => {
     expect(isContainer('message')).toBe(false);
     expect(workload('/users/a@b/mail/Inbox')).toBe('mail');
     expect(workload('/users/a@b')).toBeNull();
+    expect(displayName({ name: 'onedrive', kind: 'dir' }, { onedrive: 'OneDrive' })).toBe('OneDrive');
+    expect(displayName({ name: 'onedrive', kind: 'drive_folder' }, { onedrive: 'OneDrive' })).toBe('onedrive');
   });
 });
 
