@@ -190,6 +190,49 @@ test('wizard creates a task and backs it up', async () => {
   await page.context().close();
 });
 
+test('delete a task keeping its data, then relink it with its history', async () => {
+  needs('DELETE /tasks/{name}', 'GET /repositories', 'POST /tasks/relink', 'GET /tasks/{name}/runs');
+  const runsBefore = (await admin('GET', 'tasks/wizard/runs')).body;
+  check(Array.isArray(runsBefore) && runsBefore.length > 0, 'the wizard task has no runs to keep');
+  const repo = (await admin('GET', 'tasks/wizard')).body.repo;
+  const page = await signedIn('admin');
+  await page.goto(`${url}#/admin/task/wizard`);
+  await page.getByRole('button', { name: 'Delete' }).click();
+  check(!(await page.getByLabel('Also delete the repository and every backup in it').isChecked()), 'deleting the data is the default');
+  await page.getByRole('dialog').getByRole('button', { name: 'Delete task' }).click();
+  await page.waitForURL(/#\/admin$/);
+  check((await admin('GET', 'tasks/wizard')).status === 404, 'the task is still there');
+  check(existsSync(repo), 'the repository was deleted');
+  await page.goto(`${url}#/admin/new`);
+  await page.getByLabel('Relink an existing task').check();
+  await page.getByLabel('Shared folder to search').fill(dirname(repo));
+  await page.getByRole('button', { name: 'Search', exact: true }).click();
+  await page.getByLabel(new RegExp(repo.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'))).check();
+  await shot(page, 'wizard-relink');
+  await page.getByRole('button', { name: 'Next' }).click();
+  await page.getByLabel('Cloud').selectOption('custom');
+  await page.getByLabel('Sign-in endpoint').fill(ready.login_endpoint);
+  await page.getByLabel('Graph endpoint').fill(ready.graph_endpoint);
+  await page.getByLabel('Tenant ID').fill(ready.tenant_id);
+  await page.getByLabel('Application (client) ID').fill(ready.app_id);
+  await page.getByLabel('Certificate (.pfx)').setInputFiles(ready.cert_pfx);
+  await page.getByLabel('Certificate password').fill(ready.cert_password);
+  await page.getByRole('button', { name: 'Next' }).click();
+  await page.getByRole('button', { name: 'Test connection' }).click();
+  await page.locator('.test-result .alert.ok').waitFor({ timeout: 60_000 });
+  await page.getByRole('button', { name: 'Next' }).click();
+  await page.getByLabel('Task name').fill('relinked');
+  for (let i = 0; i < 5; i++) await page.getByRole('button', { name: 'Next' }).click();
+  await page.getByLabel('Manual only').check();
+  await page.getByRole('button', { name: 'Next' }).click();
+  await page.getByRole('button', { name: 'Relink' }).click();
+  await page.getByRole('dialog', { name: 'Back up now?' }).waitFor();
+  await page.getByRole('button', { name: 'Later' }).click();
+  const runsAfter = (await admin('GET', 'tasks/relinked/runs')).body;
+  check(runsAfter.length === runsBefore.length, `the relinked task lists ${runsAfter.length} runs, the deleted one had ${runsBefore.length}`);
+  await page.context().close();
+});
+
 test('wizard registers the app for me', async () => {
   needs('POST /registrations', 'GET /registrations/{id}', 'POST /tasks/test-connection', 'POST /tasks');
   const put = await fetch(`${sim}/registration`, { method: 'PUT', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ device_interval: 1 }) });
