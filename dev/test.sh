@@ -9,3 +9,4 @@ if [ "$(id -u)" -eq 0 ]; then export BACKHOME_ROOT_TESTS=1; fi
 cargo test --workspace --lib --bins --tests
 cargo test --workspace --doc
 bash dev/test-ui.sh
+bash spk/test/run.sh

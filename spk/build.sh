@@ -95,6 +95,7 @@ fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$out"
+out="$(cd "$out" && pwd)"
 
 for a in "${arches[@]}"; do
     case "$a" in
