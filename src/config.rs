@@ -111,6 +111,10 @@ pub struct Config {
     pub syslog: bool,
     /// How many backup runs may go at once across all tasks.
     pub max_concurrent_runs: usize,
+    /// Where new tasks' repositories go when the admin names none (default: `<data dir>/repositories`).
+    pub repository_root: Option<PathBuf>,
+    /// The program that shows DSM desktop notifications (default: DSM's `synodsmnotify` when present).
+    pub notify_program: Option<PathBuf>,
     /// Sign-in.
     pub auth: AuthConfig,
 }
@@ -124,6 +128,8 @@ impl Default for Config {
             log_level: "info".into(),
             syslog: true,
             max_concurrent_runs: 2,
+            repository_root: None,
+            notify_program: None,
             auth: AuthConfig::default(),
         }
     }

@@ -3,13 +3,10 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 use anyhow::Context;
 use backhome_store::{CreateOptions, Repository};
 
-use crate::backup::{self, Progress};
 use crate::config::{AuthBackend, StaticUser};
 use crate::task::{Credentials, TaskSpec, TaskStore};
 
@@ -55,12 +52,10 @@ pub async fn run(
         store.create(&spec, &creds)?;
     }
     drop(store);
-    let repo = if spec.repo.join("config.json").exists() {
-        Repository::open(&spec.repo, None)?
-    } else {
+    if !spec.repo.join("config.json").exists() {
         std::fs::create_dir_all(data.join("repositories"))?;
-        Repository::create(&spec.repo, &CreateOptions::default())?
-    };
+        Repository::create(&spec.repo, &CreateOptions::default())?;
+    }
 
     let portal_upn = sim
         .state()
@@ -74,6 +69,9 @@ pub async fn run(
     let mut config = crate::serve::load_config(&data, Some(listen), ui_dir)?;
     config.auth.backend = AuthBackend::Static;
     config.auth.users = demo_users(&portal_upn);
+    if let Err(e) = crate::logging::install(&config, &data) {
+        eprintln!("logging: {e}");
+    }
     let state = crate::api::AppState::new(data.clone(), config)?;
     let app = crate::api::Application::build(state).with_context(|| format!("binding {listen}"))?;
     println!("http://127.0.0.1:{}/", app.port());
@@ -83,31 +81,31 @@ pub async fn run(
         "sign in as '{ADMIN}' (administrator) or '{PORTAL}' (portal user for {portal_upn}), \
          password '{PASSWORD}'"
     );
-    let client = crate::connect::client(&spec, &creds)?;
-    tokio::spawn(async move {
-        let progress = Arc::new(Progress::default());
-        match backup::run(
-            client,
-            repo,
-            &spec,
-            progress,
-            Arc::new(AtomicBool::new(false)),
-        )
-        .await
-        {
-            Ok(s) => eprintln!(
-                "first backup: run {} {}, {} items, {:.1} MB, {} Graph requests, {} item errors",
-                s.run_id,
-                s.status,
-                s.items_added,
-                s.bytes_downloaded as f64 / 1e6,
-                s.graph_requests,
-                s.errors.len()
-            ),
-            Err(e) => eprintln!("first backup failed: {e}"),
+    // The first backup goes through the run manager, so the app shows its progress.
+    let runs = std::sync::Arc::clone(&app.state().runs);
+    match runs.start(&name).await {
+        Ok(live) => {
+            let mut done = live.subscribe();
+            tokio::spawn(async move {
+                if let Ok(end) = done.wait_for(Option::is_some).await
+                    && let Some(r) = end.clone()
+                {
+                    eprintln!(
+                        "first backup: run {} {}, {} items, {:.1} MB, {} Graph requests, {} item errors{}",
+                        r.id,
+                        r.status.as_str(),
+                        r.items_added,
+                        r.bytes_downloaded as f64 / 1e6,
+                        r.graph_requests,
+                        r.item_errors,
+                        r.error.map(|e| format!(": {e}")).unwrap_or_default()
+                    );
+                }
+            });
         }
-    });
-    let result = app.run().await.context("service failed");
+        Err(e) => eprintln!("first backup not started: {e}"),
+    }
+    let result = crate::serve::run_until_stopped(app, true).await;
     sim.stop().await;
     drop(temp);
     result

@@ -11,6 +11,8 @@ pub mod connect;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod export;
+pub mod logging;
+pub mod notify;
 pub mod jobs;
 pub mod paths;
 pub mod register;
@@ -18,4 +20,5 @@ pub mod render;
 pub mod restore;
 pub mod secrets;
 pub mod serve;
+pub mod service;
 pub mod task;

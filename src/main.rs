@@ -5,14 +5,21 @@ use clap::Parser;
 
 #[tokio::main]
 async fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("BACKHOME_LOG")
-                .unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    // `serve` and `demo` install the service's logging (file, syslog, store); commands log to stderr.
+    #[cfg(feature = "demo")]
+    let service = matches!(cli.command, Command::Serve { .. } | Command::Demo { .. });
+    #[cfg(not(feature = "demo"))]
+    let service = matches!(cli.command, Command::Serve { .. });
+    if !service {
+        tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_env("BACKHOME_LOG")
+                    .unwrap_or_else(|_| "warn".into()),
+            )
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let code = match dispatch(cli).await {
         Ok(code) => code,
         Err(e) => {

@@ -10,12 +10,15 @@ pub mod auth;
 mod browse;
 mod caller;
 mod error;
+mod logs;
+mod runs;
 mod jobs;
 mod mapping;
 pub mod register;
 mod search;
 mod session;
 mod state;
+mod tasks;
 mod storage;
 mod ui;
 
@@ -37,6 +40,9 @@ fn api_routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/health", web::get().to(health))
         .route("/openapi.json", web::get().to(openapi_json));
     session::configure(cfg);
+    tasks::configure(cfg);
+    runs::configure(cfg);
+    logs::configure(cfg);
     browse::configure(cfg);
     search::configure(cfg);
     jobs::configure(cfg);
@@ -50,6 +56,9 @@ fn api_routes(cfg: &mut web::ServiceConfig) {
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = Doc::openapi();
     doc.merge(session::Doc::openapi());
+    doc.merge(tasks::Doc::openapi());
+    doc.merge(runs::Doc::openapi());
+    doc.merge(logs::Doc::openapi());
     doc.merge(browse::Doc::openapi());
     doc.merge(search::Doc::openapi());
     doc.merge(jobs::Doc::openapi());

@@ -26,6 +26,8 @@ pub struct AppState {
     pub repos: crate::jobs::RepoCache,
     /// Restore and export jobs.
     pub jobs: Arc<crate::jobs::Jobs>,
+    /// Backup runs: start, cancel, progress, history.
+    pub runs: Arc<crate::service::RunManager>,
 }
 
 impl AppState {
@@ -40,6 +42,16 @@ impl AppState {
             AuthBackend::Static => Arc::new(StaticUsers::new(config.auth.users.clone())),
         };
         let mapping = Mapping::load(&data_dir)?;
+        let runs = Arc::new(
+            crate::service::RunManager::new(
+                data_dir.clone(),
+                config.max_concurrent_runs,
+                tokio::runtime::Handle::current(),
+                Arc::new(crate::service::SystemClock::default()),
+                crate::notify::Notifier::new(config.notify_program.clone()),
+            )
+            .map_err(super::ApiError::internal)?,
+        );
         let jobs = crate::jobs::Jobs::open(&data_dir, tokio::runtime::Handle::current())
             .map_err(super::ApiError::internal)?;
         Ok(Self {
@@ -50,6 +62,7 @@ impl AppState {
             auth,
             mapping,
             runtime: tokio::runtime::Handle::current(),
+            runs,
         })
     }
 

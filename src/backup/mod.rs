@@ -104,10 +104,18 @@ pub async fn run(
         .buffer_unordered(OBJECTS_AT_ONCE)
         .collect()
         .await;
-    for r in results {
-        r?;
+    if let Some(e) = results
+        .into_iter()
+        .find_map(Result::err)
+        .or_else(|| ctx.check_cancel().err())
+    {
+        if matches!(e, RunError::Cancelled) {
+            // A cancelled run keeps what it stored: the next run resumes from this checkpoint.
+            ctx.w(|w| w.checkpoint()).await?;
+            tracing::info!(run = %run_id, "backup cancelled at a checkpoint");
+        }
+        return Err(e);
     }
-    ctx.check_cancel()?;
     close_deleted_objects(&ctx, &listed).await?;
 
     let snap = ctx.progress.snapshot();
