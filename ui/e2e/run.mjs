@@ -492,6 +492,37 @@ test('a script in a message does not run', async () => {
   await page.context().close();
 });
 
+test('keyboard: sign in, open a message, restore dialog closes with Escape', async () => {
+  needs('GET /me/accounts', 'GET /tasks/{name}/browse', 'GET /tasks/{name}/item');
+  const ctx = await browser.newContext({ viewport: { width: 1024, height: 768 } });
+  const page = await ctx.newPage();
+  await page.goto(`${url}#/portal?task=${encodeURIComponent(demo.name)}&account=${encodeURIComponent(`/users/${first}`)}&path=${encodeURIComponent(`/users/${first}/mail/${state.inbox ?? 'Inbox'}`)}`);
+  await page.getByLabel('User name').focus();
+  await page.keyboard.type('portal');
+  await page.keyboard.press('Tab');
+  await page.keyboard.type(PASSWORD);
+  await page.keyboard.press('Enter');
+  const box = page.locator('tbody tr[data-path] input[type=checkbox]').first();
+  await box.waitFor();
+  await box.focus();
+  await page.keyboard.press('Space');
+  check(await box.isChecked(), 'Space did not select the row');
+  await page.keyboard.press('Tab');
+  const focused = await page.evaluate(() => ({ tag: document.activeElement?.tagName, ring: getComputedStyle(document.activeElement).boxShadow }));
+  check(focused.tag === 'BUTTON' && focused.ring !== 'none', `the focused control has no visible focus: ${JSON.stringify(focused)}`);
+  await page.keyboard.press('Enter');
+  await page.locator('iframe[title="Message"]').waitFor();
+  await page.getByRole('button', { name: 'Restore to my account' }).focus();
+  await page.keyboard.press('Enter');
+  await page.getByRole('dialog').waitFor();
+  const inDialog = await page.evaluate(() => !!document.activeElement?.closest('[role=dialog]'));
+  check(inDialog, 'the focus did not move into the dialog');
+  await page.keyboard.press('Escape');
+  await page.getByRole('dialog').waitFor({ state: 'detached' });
+  check(await page.evaluate(() => document.activeElement?.textContent?.includes('Restore to my account')), 'the focus did not return to the button that opened the dialog');
+  await ctx.close();
+});
+
 test('settings', async () => {
   needs('GET /mapping', 'GET /tasks/{name}/storage', 'GET /tasks');
   const page = await signedIn('admin');
