@@ -348,6 +348,27 @@ impl Connection {
     }
 }
 
+/// A Graph client for the wizard: the task's client, but giving up after a few quick retries so
+/// that a wrong endpoint or a dead network is diagnosed in seconds, not after minutes of backoff.
+fn interactive_client(
+    spec: &TaskSpec,
+    creds: &Credentials,
+) -> Result<backhome_graph::Client, GraphErr> {
+    let cloud = match (&spec.login_endpoint, &spec.graph_endpoint) {
+        (Some(login), Some(graph)) => backhome_graph::Cloud::custom(login, graph)?,
+        _ => spec.cloud.parse::<backhome_graph::Cloud>()?,
+    };
+    let mut config =
+        backhome_graph::ClientConfig::new(cloud, spec.tenant_id.clone(), spec.app_id.clone());
+    config.extra_ca_pem.clone_from(&spec.ca_cert);
+    config.retry.max_attempts = 3;
+    config.retry.max_delay = std::time::Duration::from_secs(2);
+    config.retry.max_total_wait = std::time::Duration::from_secs(10);
+    config.timeouts.connect = std::time::Duration::from_secs(10);
+    let credential = backhome_graph::Credential::from_pkcs12_der(&creds.pfx, &creds.password)?;
+    backhome_graph::Client::new(config, credential)
+}
+
 /// Signs in, checks consent and lists one user: the connection works, or a 422 diagnosis.
 ///
 /// # Errors
@@ -356,7 +377,7 @@ pub async fn check_connection(
     spec: &TaskSpec,
     creds: &Credentials,
 ) -> Result<Option<Value>, ApiError> {
-    let client = crate::connect::client(spec, creds).map_err(|e| diagnose(&e))?;
+    let client = interactive_client(spec, creds).map_err(|e| diagnose(&e))?;
     let token = client.sign_in().await.map_err(|e| diagnose(&e))?;
     if token.roles.as_ref().is_some_and(Vec::is_empty) {
         return Err(unprocessable(
@@ -1077,7 +1098,7 @@ async fn directory(
             )));
         }
     };
-    let client = crate::connect::client(&spec, &creds).map_err(|e| diagnose(&e))?;
+    let client = interactive_client(&spec, &creds).map_err(|e| diagnose(&e))?;
     let page: Value = client
         .json(Call::get(url))
         .await
