@@ -11,9 +11,9 @@ pub mod connect;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod export;
+pub mod jobs;
 pub mod logging;
 pub mod notify;
-pub mod jobs;
 pub mod paths;
 pub mod register;
 pub mod render;

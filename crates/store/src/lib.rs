@@ -74,7 +74,7 @@ pub use read::ContentReader;
 pub use repo::{CreateOptions, FORMAT_VERSION, Repository};
 pub use retention::{RetentionPolicy, RetentionReport, kept_runs};
 pub use schema::LATEST as CATALOG_VERSION;
-pub use stats::{PathHit, RunGrowth, SearchFilter, StorageTotals, WorkloadUsage};
 pub use snapshot::{FsKind, SnapshotInfo, SnapshotPrune, SnapshotState, fs_kind, is_subvolume};
+pub use stats::{PathHit, RunGrowth, SearchFilter, StorageTotals, WorkloadUsage};
 pub use verify::{AffectedVersion, DamagedBlob, DamagedPack, VerifyMode, VerifyReport};
 pub use writer::{CheckpointPolicy, CommitReport, RunWriter, WriteStats};
