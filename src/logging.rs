@@ -592,7 +592,7 @@ pub fn install(config: &Config, data_dir: &Path) -> Result<PathBuf, LoggingError
                 source,
             }
         })?;
-    let syslog = if config.syslog {
+    let syslog = if config.syslog && Path::new("/dev/log").exists() {
         match SyslogLayer::connect(Path::new("/dev/log")) {
             Ok(l) => Some(l),
             Err(e) => {

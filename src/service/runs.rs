@@ -630,9 +630,14 @@ impl RunManager {
     /// # Errors
     /// The run history failed.
     pub async fn resume_interrupted(self: &Arc<Self>) -> Result<Vec<String>, StartError> {
+        let live: Vec<String> = self.live_runs().iter().map(|l| l.task.clone()).collect();
         let unfinished = self
-            .with_history(|h| {
-                let runs = h.unfinished()?;
+            .with_history(move |h| {
+                let runs: Vec<RunRecord> = h
+                    .unfinished()?
+                    .into_iter()
+                    .filter(|r| !live.contains(&r.task))
+                    .collect();
                 for r in &runs {
                     if r.status == RunStatus::Running {
                         let mut r = r.clone();
@@ -653,7 +658,7 @@ impl RunManager {
                     tracing::info!(task = %r.task, run = r.id, "resuming an interrupted backup");
                     resumed.push(r.task);
                 }
-                Err(StartError::Task(TaskStoreError::NotFound(_))) => {}
+                Err(StartError::Task(TaskStoreError::NotFound(_)) | StartError::Busy(_)) => {}
                 Err(e) => {
                     tracing::warn!(task = %r.task, error = %e, "interrupted backup not resumed")
                 }
