@@ -148,17 +148,45 @@ async fn walk(
             if task_level && task == "t" {
                 continue;
             }
-            let url = template
-                .replace("{name}", task)
-                .replace("{id}", alice_job)
-                .replace("{user}", "alice");
+            // Path parameters: the task, alice's job (an integer id elsewhere: a run), alice.
+            let mut url = template.clone();
+            for p in op["parameters"].as_array().into_iter().flatten() {
+                let name = p["name"].as_str().unwrap_or_default();
+                if p["in"] != "path" {
+                    continue;
+                }
+                let integer = p["schema"]["type"] == "integer";
+                let v = match name {
+                    "name" => task.to_owned(),
+                    "user" => "alice".to_owned(),
+                    "id" if !integer => alice_job.to_owned(),
+                    _ => match instance(doc, &p["schema"], 0) {
+                        Value::String(s) => s,
+                        other => other.to_string(),
+                    },
+                };
+                url = url.replace(&format!("{{{name}}}"), &v);
+            }
             let url = regex_free_fill(&url);
-            let url = format!(
+            let mut url = format!(
                 "{url}?path={}&account={}&q=a&sender=a&task={task}&object={}&user=alice",
                 q(alice_path),
                 q(alice_upn),
                 q(alice_upn)
             );
+            // Other required query parameters get a well-formed value (actix answers a
+            // malformed query before the sign-in check completes).
+            for p in op["parameters"].as_array().into_iter().flatten() {
+                let name = p["name"].as_str().unwrap_or_default();
+                let fixed = ["path", "account", "q", "sender", "task", "object", "user"];
+                if p["in"] == "query" && p["required"] == true && !fixed.contains(&name) {
+                    let v = match instance(doc, &p["schema"], 0) {
+                        Value::String(s) => s,
+                        other => other.to_string(),
+                    };
+                    url.push_str(&format!("&{name}={}", q(&v)));
+                }
+            }
             let method: Method = m.to_uppercase().parse().unwrap();
             let body = body_for(doc, op, template, alice_path, alice_upn);
             let (st, answer) = bob.send(method, &url, Some(body)).await;
