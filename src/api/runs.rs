@@ -184,9 +184,13 @@ async fn list(
 async fn detail(
     state: web::Data<AppState>,
     _admin: Admin,
-    path: web::Path<(String, i64)>,
+    path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (name, id) = path.into_inner();
+    // Parsed here, not by the extractor, so that a portal user gets 403 before any 400.
+    let id: i64 = id
+        .parse()
+        .map_err(|_| ApiError::NotFound(format!("task '{name}' has no run {id}")))?;
     let detail = web::block(move || {
         let (runs, repo) = all_runs(&state, &name)?;
         let run = runs
