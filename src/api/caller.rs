@@ -101,7 +101,11 @@ pub async fn authenticate(req: &HttpRequest) -> Result<Identity, ApiError> {
     let info = request_info(req);
     check_origin(req, &info)?;
     let auth = state.auth.clone();
-    let id = web::block(move || auth.authenticate(&info)).await??;
+    let id = if auth.blocking() {
+        web::block(move || auth.authenticate(&info)).await??
+    } else {
+        auth.authenticate(&info)?
+    };
     Ok(id)
 }
 

@@ -69,6 +69,12 @@ pub trait Authenticator: Send + Sync {
     /// state-changing request lacks the session's token.
     fn authenticate(&self, req: &RequestInfo) -> Result<Identity, AuthError>;
 
+    /// Whether [`Authenticator::authenticate`] may block (run a program, wait on I/O), so that
+    /// callers move it off the async workers; a backend that only looks up memory says no.
+    fn blocking(&self) -> bool {
+        true
+    }
+
     /// Signs in with a password, returning the identity and a session cookie value.
     ///
     /// # Errors

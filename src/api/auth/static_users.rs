@@ -52,6 +52,10 @@ impl Authenticator for StaticUsers {
         "static"
     }
 
+    fn blocking(&self) -> bool {
+        false
+    }
+
     fn authenticate(&self, req: &RequestInfo) -> Result<Identity, AuthError> {
         let id = req
             .cookie
