@@ -173,6 +173,7 @@ export const api = {
 
   startRun: (name: string) => call<Run>('POST', `${t(name)}/runs`),
   cancelRun: (name: string) => call<null>('POST', `${t(name)}/cancel`),
+  renewCertificate: (name: string) => call<unknown>('POST', `${t(name)}/certificate/renew`, {}),
   runs: (name: string) => call<Run[]>('GET', `${t(name)}/runs`),
   run: (name: string, id: number) => call<RunDetail>('GET', `${t(name)}/runs/${id}`),
   progress: (name: string) => call<Progress>('GET', `${t(name)}/progress`),

@@ -64,7 +64,7 @@ export const m = {
     level: 'Level', levels: { '': 'All levels', error: 'Errors', warn: 'Warnings and errors', info: 'Information and above', debug: 'Everything, with debug' } as Record<string, string>,
     logSearch: 'Search the log', logObject: 'Account', logRun: 'Backup', logTime: 'Time', noLogs: 'No log record matches.', more: 'Older records',
     kind: 'Kind', name: 'Name', address: 'Address', size: 'Size', noAccounts: 'No account is protected yet.',
-    certificate: 'Certificate', certExpires: (d: string, n: number) => `expires ${d} (in ${n} days)`, newCert: 'Replace the certificate', tenant: 'Tenant',
+    certificate: 'Certificate', certExpires: (d: string, n: number) => `expires ${d} (in ${n} days)`, newCert: 'Replace the certificate', renewCert: 'Renew the certificate', renewing: 'Renewing: the new key is added, and the old one removed once the new one works…', renewed: 'Certificate renewed.', tenant: 'Tenant',
   },
   explorer: {
     title: 'Restore', account: 'Account', chooseAccount: 'Choose an account', noAccounts: 'No backed-up account is available to you.', point: 'Point in time',
