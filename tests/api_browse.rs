@@ -91,6 +91,9 @@ async fn browse_item_content_render_search_and_storage() {
         .as_str()
         .unwrap()
         .to_owned();
+    // Run times are kept to the second: the second run must end in a later second than the
+    // first for "the backup as of the first run's time" to mean the first run.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let second = s.env.backup().await;
     assert!(second.errors.is_empty(), "{:?}", second.errors);
     let run2 = second.run_id;

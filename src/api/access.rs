@@ -131,10 +131,17 @@ impl Caller {
     /// 404 when there is no such task or the caller may not see it.
     pub fn task(&self, state: &AppState, name: &str) -> Result<TaskSpec, ApiError> {
         let not_found = || ApiError::NotFound(format!("no task named '{name}'"));
-        let spec = state.tasks()?.get(name).map_err(|e| match e {
-            crate::task::TaskStoreError::NotFound(_) => not_found(),
-            other => ApiError::from(other),
-        })?;
+        let find = || -> Result<Option<TaskSpec>, ApiError> {
+            Ok(state.task_specs()?.iter().find(|t| t.name == name).cloned())
+        };
+        // A task created a moment ago outside the API is not in the cached list yet: read again.
+        let spec = match find()? {
+            Some(spec) => spec,
+            None => {
+                state.forget_tasks();
+                find()?.ok_or_else(not_found)?
+            }
+        };
         if self.is_admin() || spec.portal {
             Ok(spec)
         } else {

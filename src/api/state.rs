@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::access::Mapping;
 use super::auth::{Authenticator, DsmAuth, StaticUsers};
 use crate::config::{AuthBackend, Config};
-use crate::task::{TaskStore, TaskStoreError};
+use crate::task::{TaskSpec, TaskStore, TaskStoreError};
 
 /// The service's shared state.
 pub struct AppState {
@@ -28,7 +28,14 @@ pub struct AppState {
     pub jobs: Arc<crate::jobs::Jobs>,
     /// Backup runs: start, cancel, progress, history.
     pub runs: Arc<crate::service::RunManager>,
+    /// The task definitions as last read, and when: every request that checks access reads them.
+    task_cache: std::sync::Mutex<Option<(std::time::Instant, Arc<Vec<TaskSpec>>)>>,
 }
+
+/// How long task definitions read by [`AppState::task_specs`] are reused. Changes through the
+/// API clear the cache at once ([`AppState::forget_tasks`]); changes made with the command line
+/// while the service runs are seen after this long.
+const TASK_CACHE_FOR: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl AppState {
     /// State for `data_dir` and `config`, with the authenticator the configuration names. Must be
@@ -63,7 +70,34 @@ impl AppState {
             mapping,
             runtime: tokio::runtime::Handle::current(),
             runs,
+            task_cache: std::sync::Mutex::new(None),
         })
+    }
+
+    /// Every task's definition, read from the task database at most once per
+    /// [`TASK_CACHE_FOR`].
+    ///
+    /// # Errors
+    /// The task database cannot be read.
+    pub fn task_specs(&self) -> Result<Arc<Vec<TaskSpec>>, TaskStoreError> {
+        if let Ok(c) = self.task_cache.lock()
+            && let Some((at, specs)) = c.as_ref()
+            && at.elapsed() < TASK_CACHE_FOR
+        {
+            return Ok(Arc::clone(specs));
+        }
+        let specs = Arc::new(self.tasks()?.list()?);
+        if let Ok(mut c) = self.task_cache.lock() {
+            *c = Some((std::time::Instant::now(), Arc::clone(&specs)));
+        }
+        Ok(specs)
+    }
+
+    /// Drops the cached task definitions (after a task was created, edited or deleted).
+    pub fn forget_tasks(&self) {
+        if let Ok(mut c) = self.task_cache.lock() {
+            *c = None;
+        }
     }
 
     /// The task list (a fresh connection: cheap, and safe from any thread).

@@ -691,7 +691,7 @@ async fn create(
         Arc::clone(&state.runs),
         spec.clone(),
     );
-    blocking(move || {
+    let changed = blocking(move || {
         if let Some(parent) = s.repo.parent() {
             std::fs::create_dir_all(parent).map_err(|e| {
                 ApiError::BadRequest(format!("repo: cannot create {}: {e}", parent.display()))
@@ -706,7 +706,9 @@ async fn create(
             .map_err(ApiError::internal)?;
         Ok(())
     })
-    .await?;
+    .await;
+    state.forget_tasks();
+    changed?;
     tracing::info!(task = %name, repo = %spec.repo.display(), "task created");
     Ok(HttpResponse::Created().json(one(&state, name).await?))
 }
@@ -786,7 +788,7 @@ async fn patch(
         spec.clone(),
     );
     let schedule_changed = spec.schedule != old.schedule;
-    blocking(move || {
+    let changed = blocking(move || {
         TaskStore::open(&dir)?.update(&s, new_creds.as_ref())?;
         if s.repo.join("config.json").exists()
             && let Err(e) = label::write(&s)
@@ -800,7 +802,9 @@ async fn patch(
         }
         Ok(())
     })
-    .await?;
+    .await;
+    state.forget_tasks();
+    changed?;
     tracing::info!(task = %name, "task edited");
     Ok(HttpResponse::Ok().json(one(&state, name).await?))
 }
@@ -836,7 +840,7 @@ async fn delete(
         name.clone(),
         q.delete_data,
     );
-    blocking(move || {
+    let changed = blocking(move || {
         let store = TaskStore::open(&dir)?;
         let spec = store.get(&n)?;
         store.delete(&n)?;
@@ -849,7 +853,9 @@ async fn delete(
         }
         Ok(())
     })
-    .await?;
+    .await;
+    state.forget_tasks();
+    changed?;
     tracing::info!(task = %name, delete_data = q.delete_data, "task deleted");
     Ok(HttpResponse::NoContent().finish())
 }
@@ -960,7 +966,7 @@ async fn relink(
         Arc::clone(&state.runs),
         spec.clone(),
     );
-    blocking(move || {
+    let changed = blocking(move || {
         TaskStore::open(&dir)?.create(&s, &creds)?;
         label::write(&s).map_err(ApiError::internal)?;
         let h = runs.history().map_err(ApiError::internal)?;
@@ -968,7 +974,9 @@ async fn relink(
             .map_err(ApiError::internal)?;
         Ok(())
     })
-    .await?;
+    .await;
+    state.forget_tasks();
+    changed?;
     tracing::info!(task = %spec.name, repo = %spec.repo.display(), "repository relinked");
     Ok(HttpResponse::Created().json(one(&state, spec.name).await?))
 }
