@@ -120,22 +120,7 @@ pub(super) fn rfc3339(t: OffsetDateTime) -> Option<String> {
         .ok()
 }
 
-/// The path segment of an object (as `ls` prints it: the address, or a site's name).
-pub(super) fn object_segment(o: &ObjectRecord) -> String {
-    match o.info.kind {
-        ObjectKind::Site => o
-            .info
-            .extra
-            .get("name")
-            .and_then(|v| v.as_str())
-            .map_or_else(|| o.info.name.clone(), str::to_owned),
-        _ => o
-            .info
-            .address
-            .clone()
-            .unwrap_or_else(|| o.info.graph_id.clone()),
-    }
-}
+pub(super) use crate::cli::browse::object_segment;
 
 /// The backup path of the names `names` (workload root first) of object `o`.
 pub(super) fn object_path(o: &ObjectRecord, names: &[String]) -> String {

@@ -58,7 +58,8 @@ const TOP: [(&str, ObjectKind); 4] = [
     ("teams", ObjectKind::Group),
 ];
 
-fn object_segment(o: &ObjectRecord) -> String {
+/// The path segment of an object: its address, or a site's name (as `ls` prints it).
+pub fn object_segment(o: &ObjectRecord) -> String {
     match o.info.kind {
         ObjectKind::Site => o
             .info
