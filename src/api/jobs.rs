@@ -11,6 +11,8 @@ use super::browse::{attachment_disposition, blocking, repo_of, run_at, stream_re
 use super::{ApiError, AppState, Caller};
 use crate::jobs::{ExportFormat, Job, JobKind, JobProgress, JobState};
 use crate::restore::{Conflict, RestoreRequest};
+use crate::task::TaskSpec;
+use backhome_store::{Repository, RunId};
 
 /// The most paths one job may select.
 const MAX_PATHS: usize = 1000;
@@ -80,6 +82,36 @@ fn at_text(at: Option<&serde_json::Value>) -> Result<Option<String>, ApiError> {
     }
 }
 
+/// The task `name` for a job over `paths`, when the caller may open the task and every path.
+fn selected_task(
+    state: &AppState,
+    caller: &Caller,
+    name: &str,
+    paths: &[String],
+) -> Result<TaskSpec, ApiError> {
+    let spec = caller.task(state, name)?;
+    check_paths(paths)?;
+    for p in paths {
+        caller.check_path(state, &spec, p)?;
+    }
+    Ok(spec)
+}
+
+/// The repository and run for `at`, when every one of `paths` exists at that run.
+fn selection_at(
+    state: &AppState,
+    spec: &TaskSpec,
+    at: Option<&serde_json::Value>,
+    paths: &[String],
+) -> Result<(Repository, RunId), ApiError> {
+    let repo = repo_of(state, spec)?;
+    let run = run_at(&repo, at_text(at)?.as_deref())?;
+    for p in paths {
+        crate::cli::browse::resolve(&repo, run, p).map_err(super::browse::browse_error)?;
+    }
+    Ok((repo, run))
+}
+
 fn check_paths(paths: &[String]) -> Result<(), ApiError> {
     if paths.is_empty() {
         return Err(ApiError::BadRequest("paths: give at least one path".into()));
@@ -105,11 +137,7 @@ async fn start_restore(
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let job = blocking(move || {
-        let spec = caller.task(&state, &name)?;
-        check_paths(&body.paths)?;
-        for p in &body.paths {
-            caller.check_path(&state, &spec, p)?;
-        }
+        let spec = selected_task(&state, &caller, &name, &body.paths)?;
         let target_user = body.target_user.filter(|u| !u.trim().is_empty());
         if let Some(u) = &target_user {
             caller.check_restore_target(&state, &spec, u)?;
@@ -128,11 +156,7 @@ async fn start_restore(
                 "target_folder: one name without slashes, not {f:?}"
             )));
         }
-        let repo = repo_of(&state, &spec)?;
-        let run = run_at(&repo, at_text(body.at.as_ref())?.as_deref())?;
-        for p in &body.paths {
-            crate::cli::browse::resolve(&repo, run, p).map_err(super::browse::browse_error)?;
-        }
+        let (repo, run) = selection_at(&state, &spec, body.at.as_ref(), &body.paths)?;
         let creds = state.tasks()?.credentials(&spec.name)?;
         let req = RestoreRequest {
             target_user,
@@ -161,16 +185,8 @@ async fn start_export(
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let job = blocking(move || {
-        let spec = caller.task(&state, &name)?;
-        check_paths(&body.paths)?;
-        for p in &body.paths {
-            caller.check_path(&state, &spec, p)?;
-        }
-        let repo = repo_of(&state, &spec)?;
-        let run = run_at(&repo, at_text(body.at.as_ref())?.as_deref())?;
-        for p in &body.paths {
-            crate::cli::browse::resolve(&repo, run, p).map_err(super::browse::browse_error)?;
-        }
+        let spec = selected_task(&state, &caller, &name, &body.paths)?;
+        let (repo, run) = selection_at(&state, &spec, body.at.as_ref(), &body.paths)?;
         Ok(state
             .jobs
             .start_export(caller.user(), &spec, repo, run, body.paths, body.format))
