@@ -564,6 +564,25 @@ async fn blocking<T: Send + 'static>(
     web::block(f).await?
 }
 
+/// Runs `f`, which changes task definitions, off the async workers, then drops the cached
+/// definitions that access checks read, whether or not `f` succeeded.
+async fn change_tasks<T: Send + 'static>(
+    state: &AppState,
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let changed = blocking(f).await;
+    state.forget_tasks();
+    changed
+}
+
+/// Starts the task's fixed schedule from now, so slots before this moment are not "missed".
+fn schedule_from_now(runs: &crate::service::RunManager, task: &str) -> Result<(), ApiError> {
+    runs.history()
+        .map_err(ApiError::internal)?
+        .set_last_slot(task, runs.clock().now())
+        .map_err(ApiError::internal)
+}
+
 /// Every task, with its state, last and next run and certificate expiry.
 #[utoipa::path(get, path = "/api/v1/tasks", tag = "tasks",
     responses((status = 200, description = "task views", body = [Object])))]
@@ -691,7 +710,7 @@ async fn create(
         Arc::clone(&state.runs),
         spec.clone(),
     );
-    let changed = blocking(move || {
+    change_tasks(&state, move || {
         if let Some(parent) = s.repo.parent() {
             std::fs::create_dir_all(parent).map_err(|e| {
                 ApiError::BadRequest(format!("repo: cannot create {}: {e}", parent.display()))
@@ -701,14 +720,10 @@ async fn create(
             .map_err(|e| ApiError::BadRequest(format!("repo: {e}")))?;
         label::write(&s).map_err(ApiError::internal)?;
         TaskStore::open(&dir)?.create(&s, &creds)?;
-        let h = runs.history().map_err(ApiError::internal)?;
-        h.set_last_slot(&s.name, runs.clock().now())
-            .map_err(ApiError::internal)?;
+        schedule_from_now(&runs, &s.name)?;
         Ok(())
     })
-    .await;
-    state.forget_tasks();
-    changed?;
+    .await?;
     tracing::info!(task = %name, repo = %spec.repo.display(), "task created");
     Ok(HttpResponse::Created().json(one(&state, name).await?))
 }
@@ -788,7 +803,7 @@ async fn patch(
         spec.clone(),
     );
     let schedule_changed = spec.schedule != old.schedule;
-    let changed = blocking(move || {
+    change_tasks(&state, move || {
         TaskStore::open(&dir)?.update(&s, new_creds.as_ref())?;
         if s.repo.join("config.json").exists()
             && let Err(e) = label::write(&s)
@@ -796,15 +811,11 @@ async fn patch(
             tracing::warn!(task = %s.name, error = %e, "task label not updated");
         }
         if schedule_changed {
-            let h = runs.history().map_err(ApiError::internal)?;
-            h.set_last_slot(&s.name, runs.clock().now())
-                .map_err(ApiError::internal)?;
+            schedule_from_now(&runs, &s.name)?;
         }
         Ok(())
     })
-    .await;
-    state.forget_tasks();
-    changed?;
+    .await?;
     tracing::info!(task = %name, "task edited");
     Ok(HttpResponse::Ok().json(one(&state, name).await?))
 }
@@ -840,7 +851,7 @@ async fn delete(
         name.clone(),
         q.delete_data,
     );
-    let changed = blocking(move || {
+    change_tasks(&state, move || {
         let store = TaskStore::open(&dir)?;
         let spec = store.get(&n)?;
         store.delete(&n)?;
@@ -853,9 +864,7 @@ async fn delete(
         }
         Ok(())
     })
-    .await;
-    state.forget_tasks();
-    changed?;
+    .await?;
     tracing::info!(task = %name, delete_data = q.delete_data, "task deleted");
     Ok(HttpResponse::NoContent().finish())
 }
@@ -966,17 +975,13 @@ async fn relink(
         Arc::clone(&state.runs),
         spec.clone(),
     );
-    let changed = blocking(move || {
+    change_tasks(&state, move || {
         TaskStore::open(&dir)?.create(&s, &creds)?;
         label::write(&s).map_err(ApiError::internal)?;
-        let h = runs.history().map_err(ApiError::internal)?;
-        h.set_last_slot(&s.name, runs.clock().now())
-            .map_err(ApiError::internal)?;
+        schedule_from_now(&runs, &s.name)?;
         Ok(())
     })
-    .await;
-    state.forget_tasks();
-    changed?;
+    .await?;
     tracing::info!(task = %spec.name, repo = %spec.repo.display(), "repository relinked");
     Ok(HttpResponse::Created().json(one(&state, spec.name).await?))
 }
