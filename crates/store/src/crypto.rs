@@ -3,7 +3,8 @@
 //! Without encryption a blob id is BLAKE3 of the plain bytes. With encryption the repository has
 //! a random master key (wrapped by a passphrase through Argon2id in `key.json`): blob ids are
 //! keyed BLAKE3 (so ids reveal nothing about content) and blobs are sealed with
-//! XChaCha20-Poly1305, a random nonce each, the blob id as associated data.
+//! XChaCha20-Poly1305, a random nonce each, the blob id as associated data. The catalog is
+//! encrypted with SQLCipher under a key derived from the master keys (see `catalog_crypt`).
 
 use std::path::Path;
 
@@ -73,6 +74,14 @@ impl Keys {
             .hash_password_into(pass.as_bytes(), salt, &mut out)
             .map_err(|e| StoreError::BadKeyFile(format!("argon2: {e}")))?;
         Ok(out)
+    }
+
+    /// The raw SQLCipher key of the catalog, derived from the master keys (never stored).
+    pub(crate) fn catalog_key(&self) -> [u8; 32] {
+        let mut h = blake3::Hasher::new_derive_key("backhome 2026 catalog encryption key v1");
+        h.update(&self.seal);
+        h.update(&self.id);
+        *h.finalize().as_bytes()
     }
 
     /// Writes the keys to `path`, wrapped by `pass`.
@@ -156,6 +165,11 @@ impl Codec {
     pub(crate) fn with_level(mut self, level: i32) -> Self {
         self.level = level;
         self
+    }
+
+    /// The catalog's SQLCipher key (`None` when the repository is not encrypted).
+    pub(crate) fn catalog_key(&self) -> Option<[u8; 32]> {
+        self.keys.as_ref().map(Keys::catalog_key)
     }
 
     /// A hasher for blob ids and content hashes.

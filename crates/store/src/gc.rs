@@ -5,16 +5,20 @@
 
 use std::fs::File;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use rusqlite::{Connection, params};
 
 use crate::error::{DbContext, IoContext, Result, StoreError};
 use crate::id::{BlobId, PackId};
+use crate::pace::{GcPacing, Tranquilizer};
 use crate::pack::{PackWriter, pack_path, read_stored};
 use crate::repo::Repository;
 
 /// Share of garbage above which a pack is repacked.
 const REPACK_THRESHOLD: f64 = 0.3;
+/// Repacking pauses (when paced) after about this many bytes read and written.
+const PACE_UNIT_BYTES: u64 = 2 << 20;
 
 /// What a garbage collection did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -33,6 +37,10 @@ pub struct GcReport {
     pub orphans_removed: u64,
     /// Stopped early on request; the rest is collected next time.
     pub interrupted: bool,
+    /// Time spent deleting and repacking packs (each such unit of work is followed by a pause).
+    pub worked: Duration,
+    /// Time spent asleep to pace the work ([`GcPacing`]).
+    pub paced: Duration,
 }
 
 struct PackPlan {
@@ -44,20 +52,44 @@ struct PackPlan {
 }
 
 impl Repository {
-    /// Collects garbage (takes the writer lock).
+    /// Collects garbage (takes the writer lock), unpaced.
     pub fn gc(&self) -> Result<GcReport> {
         self.gc_with_stop(&AtomicBool::new(false))
     }
 
-    /// Collects garbage, stopping between two packs once `stop` is set (for a shutdown or to
-    /// give the NAS back to users); every step done so far is durable.
+    /// Collects garbage unpaced, stopping between two packs once `stop` is set (for a shutdown
+    /// or to give the NAS back to users); every step done so far is durable.
     pub fn gc_with_stop(&self, stop: &AtomicBool) -> Result<GcReport> {
-        let _lock = self.lock_writer()?;
-        let conn = self.open_connection()?;
-        self.gc_locked(&conn, stop)
+        self.gc_paced(stop, GcPacing::NONE)
     }
 
-    pub(crate) fn gc_locked(&self, conn: &Connection, stop: &AtomicBool) -> Result<GcReport> {
+    /// Collects garbage paced by `pacing` (sleeping between units of work so that the NAS
+    /// stays responsive), stopping early once `stop` is set; a stop request also ends a pause.
+    pub fn gc_paced(&self, stop: &AtomicBool, pacing: GcPacing) -> Result<GcReport> {
+        let _lock = self.lock_writer()?;
+        let conn = self.open_connection()?;
+        self.gc_locked(&conn, stop, pacing)
+    }
+
+    pub(crate) fn gc_locked(
+        &self,
+        conn: &Connection,
+        stop: &AtomicBool,
+        pacing: GcPacing,
+    ) -> Result<GcReport> {
+        let mut pace = Tranquilizer::new(pacing, stop);
+        let mut report = self.gc_steps(conn, stop, &mut pace)?;
+        report.worked = pace.worked;
+        report.paced = pace.slept;
+        Ok(report)
+    }
+
+    fn gc_steps(
+        &self,
+        conn: &Connection,
+        stop: &AtomicBool,
+        pace: &mut Tranquilizer<'_>,
+    ) -> Result<GcReport> {
         let mut report = GcReport {
             orphans_removed: self.sweep_orphans(conn)? as u64,
             ..GcReport::default()
@@ -149,22 +181,30 @@ impl Repository {
             report.blobs_removed += blobs as u64;
             report.packs_deleted += 1;
             report.bytes_freed += p.size;
+            pace.pause();
         }
         for p in repack {
             if stop.load(Ordering::Relaxed) {
                 report.interrupted = true;
                 return Ok(report);
             }
-            let (freed, removed) = self.repack(conn, p, horizon)?;
+            let (freed, removed) = self.repack(conn, p, horizon, pace)?;
             report.blobs_removed += removed;
             report.bytes_freed += freed;
             report.packs_repacked += 1;
+            pace.pause();
         }
         Ok(report)
     }
 
     /// Rewrites the live blobs of one pack into a new pack; returns (bytes freed, blobs removed).
-    fn repack(&self, conn: &Connection, p: &PackPlan, horizon: i64) -> Result<(u64, u64)> {
+    fn repack(
+        &self,
+        conn: &Connection,
+        p: &PackPlan,
+        horizon: i64,
+        pace: &mut Tranquilizer<'_>,
+    ) -> Result<(u64, u64)> {
         let path = pack_path(self.root(), &p.pack);
         let mut f = File::open(&path).at(&path)?;
         let live: Vec<(i64, Vec<u8>, i64, i64, i64, i64)> = {
@@ -207,6 +247,11 @@ impl Repository {
                 })?;
             let new_offset = w.add(&id, *flags as u8, *raw_len as u32, &stored)?;
             moved.push((*row, new_offset));
+            // Read once, written once.
+            pace.add_bytes(2 * stored.len() as u64);
+            if pace.pending_bytes() >= PACE_UNIT_BYTES {
+                pace.pause();
+            }
         }
         let new_id = w.id();
         let (_, new_size, entries) = w.finish()?;

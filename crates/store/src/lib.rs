@@ -44,6 +44,7 @@
 //! # }
 //! ```
 
+mod catalog_crypt;
 mod chunker;
 mod crypto;
 mod error;
@@ -51,6 +52,7 @@ mod fsutil;
 mod gc;
 mod id;
 mod model;
+mod pace;
 mod pack;
 mod read;
 mod repo;
@@ -70,6 +72,7 @@ pub use model::{
     ContentRef, CurrentVersion, NewVersion, NodeKind, ObjectInfo, ObjectKind, ObjectRecord,
     RunInfo, RunStatus, SearchHit, SearchText, StoredContent, VersionOutcome, VersionRecord,
 };
+pub use pace::GcPacing;
 pub use read::ContentReader;
 pub use repo::{CreateOptions, FORMAT_VERSION, Repository};
 pub use retention::{RetentionPolicy, RetentionReport, kept_runs};

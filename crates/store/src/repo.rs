@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use rusqlite::{Connection, OpenFlags};
 use serde::{Deserialize, Serialize};
 
+use crate::catalog_crypt;
 use crate::chunker::ChunkParams;
 use crate::crypto::{Codec, KdfParams, Keys};
 use crate::error::{DbContext, IoContext, Result, StoreError};
@@ -131,6 +132,9 @@ impl Repository {
             None => None,
         };
         let mut conn = Connection::open(root.join(CATALOG)).ctx("creating the catalog")?;
+        if let Some(k) = &keys {
+            catalog_crypt::apply_key(&conn, &k.catalog_key())?;
+        }
         schema::configure(&conn, false)?;
         schema::migrate_to(&mut conn, schema::LATEST)?;
         drop(conn);
@@ -224,6 +228,7 @@ impl Repository {
                 });
             }
         } else {
+            repo.encrypt_plaintext_catalog()?;
             let mut conn = repo.open_connection().map_err(|e| repo.refine(e))?;
             schema::migrate_to(&mut conn, schema::LATEST).map_err(|e| repo.refine(e))?;
             repo.give_back(conn);
@@ -278,9 +283,52 @@ impl Repository {
         self.inner.root.join(CATALOG)
     }
 
-    /// A new connection to the catalog (read-write, or immutable for read-only repositories).
+    /// In an encrypted repository, converts a catalog still in plaintext (written by a version
+    /// that did not encrypt catalogs) to SQLCipher, under the writer lock. While a run holds the
+    /// lock the conversion waits for the next open.
+    fn encrypt_plaintext_catalog(&self) -> Result<()> {
+        let Some(key) = self.inner.codec.catalog_key() else {
+            return Ok(());
+        };
+        let path = self.catalog_path();
+        if !catalog_crypt::is_plaintext(&path)? {
+            return Ok(());
+        }
+        let _lock = match self.lock_writer() {
+            Ok(l) => l,
+            Err(StoreError::Locked(_)) => {
+                tracing::warn!(
+                    "catalog not encrypted yet: a run holds the repository; it is encrypted at the next open"
+                );
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        match catalog_crypt::encrypt_in_place(&path, &key).map_err(|e| self.refine(e))? {
+            catalog_crypt::Conversion::Encrypted => {
+                tracing::info!(
+                    "catalog of the encrypted repository converted to an encrypted catalog"
+                );
+            }
+            catalog_crypt::Conversion::Busy => {
+                tracing::warn!(
+                    "catalog not encrypted yet: another process has it open; it is encrypted at the next open"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// A new connection to the catalog (read-write, or immutable for read-only repositories),
+    /// keyed when the repository is encrypted.
     pub(crate) fn open_connection(&self) -> Result<Connection> {
         let path = self.catalog_path();
+        // A plaintext catalog in an encrypted repository: written by an older version and not
+        // converted yet (a read-only open, a snapshot).
+        let key = match self.inner.codec.catalog_key() {
+            Some(k) if !catalog_crypt::is_plaintext(&path)? => Some(k),
+            _ => None,
+        };
         let conn = if self.inner.read_only {
             let uri = format!("file:{}?immutable=1", uri_escape(&path));
             Connection::open_with_flags(
@@ -298,6 +346,9 @@ impl Repository {
             }
             Connection::open(&path).ctx("opening the catalog")?
         };
+        if let Some(k) = &key {
+            catalog_crypt::apply_key(&conn, k)?;
+        }
         schema::configure(&conn, self.inner.read_only)?;
         Ok(conn)
     }

@@ -9,6 +9,7 @@ use time::{Duration, OffsetDateTime};
 use crate::error::{DbContext, Result};
 use crate::gc::GcReport;
 use crate::id::RunId;
+use crate::pace::GcPacing;
 use crate::repo::Repository;
 use crate::snapshot::SnapshotPrune;
 
@@ -101,21 +102,34 @@ pub fn kept_runs(
 
 impl Repository {
     /// Applies `policy` as of `now`: prunes runs, removes versions no kept run sees, deletes
-    /// the pruned runs' snapshots, then collects garbage. Safe to kill at any point.
+    /// the pruned runs' snapshots, then collects garbage (unpaced). Safe to kill at any point.
     pub fn apply_retention(
         &self,
         policy: RetentionPolicy,
         now: OffsetDateTime,
     ) -> Result<RetentionReport> {
-        self.apply_retention_with_stop(policy, now, &AtomicBool::new(false))
+        self.apply_retention_paced(policy, now, &AtomicBool::new(false), GcPacing::NONE)
     }
 
-    /// [`Repository::apply_retention`], its garbage collection stopping early once `stop` is set.
+    /// [`Repository::apply_retention`] as the service runs it: its garbage collection paced by
+    /// [`GcPacing::SERVICE`] (the NAS keeps serving files) and stopping early once `stop` is set.
     pub fn apply_retention_with_stop(
         &self,
         policy: RetentionPolicy,
         now: OffsetDateTime,
         stop: &AtomicBool,
+    ) -> Result<RetentionReport> {
+        self.apply_retention_paced(policy, now, stop, GcPacing::SERVICE)
+    }
+
+    /// [`Repository::apply_retention`] with its garbage collection paced by `pacing` and
+    /// stopping early once `stop` is set.
+    pub fn apply_retention_paced(
+        &self,
+        policy: RetentionPolicy,
+        now: OffsetDateTime,
+        stop: &AtomicBool,
+        pacing: GcPacing,
     ) -> Result<RetentionReport> {
         let lock = self.lock_writer()?;
         let mut conn = self.open_connection()?;
@@ -179,7 +193,7 @@ impl Repository {
                 snapshots.push((s.run, r));
             }
         }
-        let gc = self.gc_locked(&conn, stop)?;
+        let gc = self.gc_locked(&conn, stop, pacing)?;
         drop(lock);
         Ok(RetentionReport {
             kept_runs: keep.into_iter().collect(),

@@ -1,6 +1,7 @@
 //! Kill test: a child process writes runs and is sent SIGKILL at random moments, at least 50
 //! times; after each kill the repository opens, quick-verifies, a new run completes, and every
-//! committed item reads back byte-identical.
+//! committed item reads back byte-identical. Run on a plain and on an encrypted repository
+//! (whose SQLCipher catalog must survive the kills just as well).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -16,6 +17,7 @@ use backhome_store::{
 };
 
 const ENV: &str = "BACKHOME_KILL_TEST_REPO";
+const PASS_ENV: &str = "BACKHOME_KILL_TEST_PASS";
 const KILLS: usize = 50;
 
 /// Item `gid` in variant `v`: its content is derived from both, so any reader can check it.
@@ -37,8 +39,8 @@ fn name(gid: u64, v: u64) -> String {
 }
 
 /// Writes runs forever (until killed): each run rewrites a random slice of items.
-fn child(repo_path: &Path) {
-    let repo = Repository::open(repo_path, None).unwrap();
+fn child(repo_path: &Path, pass: Option<&str>) {
+    let repo = Repository::open(repo_path, pass).unwrap();
     let mut seed = std::process::id() as u64 ^ 0x5eed;
     let mut rnd = move || {
         seed ^= seed << 13;
@@ -94,7 +96,7 @@ fn child(repo_path: &Path) {
 #[test]
 fn kill_test_child_entry() {
     if let Ok(p) = std::env::var(ENV) {
-        child(Path::new(&p));
+        child(Path::new(&p), std::env::var(PASS_ENV).ok().as_deref());
     }
 }
 
@@ -116,9 +118,29 @@ fn check_run(repo: &Repository, folder: backhome_store::NodeId, run: RunId) -> u
 
 #[test]
 fn writer_survives_sigkill() {
+    kill_loop(None);
+}
+
+#[test]
+fn encrypted_writer_survives_sigkill() {
+    kill_loop(Some("kill-test passphrase"));
+}
+
+fn kill_loop(pass: Option<&str>) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("repo");
-    Repository::create(&path, &CreateOptions::default()).unwrap();
+    Repository::create(
+        &path,
+        &CreateOptions {
+            passphrase: pass.map(str::to_string),
+            kdf: backhome_store::KdfParams {
+                memory_kib: 1024,
+                iterations: 1,
+            },
+            ..CreateOptions::default()
+        },
+    )
+    .unwrap();
     let exe = std::env::current_exe().unwrap();
     let mut seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -133,7 +155,11 @@ fn writer_survives_sigkill() {
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
-        let mut c = Command::new(&exe)
+        let mut c = Command::new(&exe);
+        if let Some(p) = pass {
+            c.env(PASS_ENV, p);
+        }
+        let mut c = c
             .args([
                 "--exact",
                 "kill_test_child_entry",
@@ -150,7 +176,7 @@ fn writer_survives_sigkill() {
         let status = c.wait().unwrap();
         assert!(!status.success(), "child {i} ended by itself: {status:?}");
 
-        let repo = Repository::open(&path, None).unwrap();
+        let repo = Repository::open(&path, pass).unwrap();
         let q = repo.verify(VerifyMode::Quick).unwrap();
         assert!(q.is_ok(), "after kill {i}: {q:?}");
         // (A kill before the child wrote anything leaves runs without items.)
@@ -183,7 +209,7 @@ fn writer_survives_sigkill() {
         }
         run.commit(&serde_json::json!({"after_kill": i})).unwrap();
     }
-    let repo = Repository::open(&path, None).unwrap();
+    let repo = Repository::open(&path, pass).unwrap();
     let full = repo.verify(VerifyMode::Full).unwrap();
     assert!(full.is_ok(), "{full:?}");
     eprintln!(
