@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The UI's checks: dependencies (npm ci), type check, unit tests, build, the gzipped bundle size
+# The UI's checks: dependencies (npm ci), type checks (tsc, svelte-check), unit tests, build, the gzipped bundle size
 # (at most 300 KB), the backhome binary, then the end-to-end tests in Debian's Chromium against
 # `backhome demo`. Exits non-zero on any failure.
 set -euo pipefail
@@ -15,6 +15,7 @@ done
 cd ui
 npm ci --no-audit --no-fund --loglevel=error
 npx tsc --noEmit -p tsconfig.json
+npx svelte-check --tsconfig ./tsconfig.json --threshold warning --fail-on-warnings
 npx vitest run
 npx vite build --logLevel warn
 
@@ -32,5 +33,6 @@ cd "$root"
 cargo build --bin backhome
 target_dir=${CARGO_TARGET_DIR:-$root/target}
 start=$(date +%s)
+# Screenshots go to a temporary folder; UPDATE_SCREENSHOTS=1 refreshes docs/screenshots/.
 node ui/e2e/run.mjs --bin "$target_dir/debug/backhome"
 echo "test-ui: end-to-end tests took $(( $(date +%s) - start )) s"
