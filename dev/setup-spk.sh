@@ -8,8 +8,9 @@ ZIG_VERSION=0.15.2
 
 need_apt=()
 # nginx-light: the harness runs DSM-like nginx; qemu-user-static: runs the aarch64 binary;
-# passwd: useradd/userdel; file: checks the binaries are static; procps: ps for RSS.
-for pkg in nginx-light qemu-user-static passwd file procps curl python3-pip; do
+# passwd: useradd/userdel; file: checks the binaries are static; procps: ps for RSS;
+# chromium: opens the DSM desktop apps (spk/test/desktop.mjs, with ui/node_modules' playwright-core).
+for pkg in nginx-light qemu-user-static passwd file procps curl python3-pip chromium; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -2,16 +2,20 @@
 # Builds the DSM packages: dist/Backhome-<arch>-<version>.spk for x86_64 and aarch64 (armv8) models.
 #
 #   spk/build.sh [--arch x86_64|aarch64|all] [--build-number N] [--out DIR] [--port PORT] [--bin FILE]
+#                [--ui-dist DIR]
 #
 # The binary is a static musl build (cargo zigbuild, profile `spk`, no embedded simulator). The web UI
 # (ui/dist) is built when ui/package.json exists. The result is reproducible: entries are sorted, owners
-# and mtimes fixed, and every time stamp is SOURCE_DATE_EPOCH (the last commit's time by default).
+# and mtimes fixed, and every time stamp is SOURCE_DATE_EPOCH (the last commit's time by default); the
+# compile itself carries no path of this machine (see "A reproducible compile" below), so a build of the
+# same sources in another folder with another target dir gives the same bytes (spk/test/run.sh checks).
 # Tools: run dev/setup-spk.sh once.
 #
 # --build-number defaults to the number of commits (DSM wants it to grow with every release); --port is
 # the service's loopback port (default 8418), which the nginx snippet and the start script share.
 # --bin packs an existing binary instead of building one (e.g. one built with `cross`, see Cross.toml);
-# it needs a single --arch.
+# it needs a single --arch. --ui-dist packs an already built web UI (a folder with index.html) instead
+# of building ui/ (the package tests repack dist/'s own UI this way).
 set -euo pipefail
 export LC_ALL=C
 
@@ -23,6 +27,7 @@ port=8418
 
 arch=all
 prebuilt=""
+ui_prebuilt=""
 build_number=""
 out="$root/dist"
 while [ $# -gt 0 ]; do
@@ -32,6 +37,7 @@ while [ $# -gt 0 ]; do
         --out) out="${2:?--out needs a value}"; shift 2 ;;
         --port) port="${2:?--port needs a value}"; shift 2 ;;
         --bin) prebuilt="${2:?--bin needs a value}"; shift 2 ;;
+        --ui-dist) ui_prebuilt="${2:?--ui-dist needs a value}"; shift 2 ;;
         -h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
         *) echo "build.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
@@ -46,7 +52,7 @@ if [ -n "$prebuilt" ] && { [ "$arch" = all ] || [ ! -x "$prebuilt" ]; }; then
     exit 2
 fi
 
-for tool in cargo-zigbuild tar gzip md5sum sha256sum python3; do
+for tool in cargo-zigbuild tar gzip md5sum sha256sum python3 flock; do
     command -v "$tool" >/dev/null || { echo "build.sh: $tool is missing; run dev/setup-spk.sh" >&2; exit 1; }
 done
 
@@ -74,13 +80,72 @@ if [[ ! "$version" =~ ^[0-9]+(\.[0-9]+)*-[0-9]+$ ]]; then
 fi
 export SOURCE_DATE_EPOCH="${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct)}"
 target_dir="${CARGO_TARGET_DIR:-$root/target}"
+mkdir -p "$target_dir"
+target_dir="$(cd "$target_dir" && pwd)"
+cargo_home="${CARGO_HOME:-$HOME/.cargo}"
+sysroot="$(rustc --print sysroot)"
+
+# A reproducible compile: no path of this machine in the binary, so that the same sources built in
+# another folder with another target dir give the same bytes (spk/test/run.sh checks this).
+# - rustc writes source paths into panic locations and track_caller data: each of the source tree, the
+#   target dir, the crate registry and the toolchain gets a fixed name (--remap-path-prefix). The flags
+#   are the same for every build from this tree, so cargo's cache stays valid; cargo keeps RUSTFLAGS out
+#   of -C metadata, so symbol hashes and type ids do not depend on them either.
+# - OpenSSL's build (openssl-src) compiles its install folder, which lies in the target dir, into the
+#   library as string constants (MODULESDIR, ENGINESDIR), and no compiler flag renames those. So cargo
+#   sees the target dir under one fixed name, a symbolic link to the real one; builds on one machine take
+#   turns with it (flock).
+# - C code gets no prefix maps: they would land in OpenSSL's "compiler:" string instead; its __FILE__
+#   names are relative to its build folder.
+fixed_target=/tmp/backhome-spk-target
+remap=(--remap-path-prefix="$root=/backhome" --remap-path-prefix="$fixed_target=/target"
+    --remap-path-prefix="$cargo_home=/cargo" --remap-path-prefix="$sysroot=/rustc-sysroot")
+for dir in "$root" "$cargo_home" "$sysroot"; do
+    case "$dir" in *[[:space:]]*)
+        echo "build.sh: '$dir' contains white space; the compiler flags cannot name it" >&2
+        exit 1 ;;
+    esac
+done
+if [ -n "${CARGO_ENCODED_RUSTFLAGS:-}" ]; then
+    # Cargo prefers this form (flags separated by 0x1f) to RUSTFLAGS; add to it then.
+    for flag in "${remap[@]}"; do
+        CARGO_ENCODED_RUSTFLAGS="$CARGO_ENCODED_RUSTFLAGS"$'\x1f'"$flag"
+    done
+    export CARGO_ENCODED_RUSTFLAGS
+else
+    rustflags="${RUSTFLAGS:-}"
+    for flag in "${remap[@]}"; do
+        rustflags="${rustflags:+$rustflags }$flag"
+    done
+    export RUSTFLAGS="$rustflags"
+fi
+
+# cargo_fixed ARGS...: cargo with the target dir under its fixed name (see above).
+cargo_fixed() {
+    if [ -e "$fixed_target" ] && [ ! -L "$fixed_target" ]; then
+        echo "build.sh: $fixed_target exists and is not a symbolic link; remove it" >&2
+        return 1
+    fi
+    (
+        flock 9
+        ln -sfn "$target_dir" "$fixed_target"
+        CARGO_TARGET_DIR="$fixed_target" cargo "$@"
+    ) 9>"$fixed_target.lock"
+}
 
 # The same options for tar everywhere: sorted names, fixed owner, group, mode bits and mtime.
 TAR_OPTS=(--sort=name --mtime="@$SOURCE_DATE_EPOCH" --owner=0 --group=0 --numeric-owner
     --format=gnu --no-acls --no-xattrs --no-selinux)
 
 ui_dist=""
-if [ -f ui/package.json ]; then
+if [ -n "$ui_prebuilt" ]; then
+    if [ ! -f "$ui_prebuilt/index.html" ]; then
+        echo "build.sh: --ui-dist $ui_prebuilt has no index.html" >&2
+        exit 2
+    fi
+    ui_dist="$(cd "$ui_prebuilt" && pwd)"
+    echo "== web UI: packing $ui_dist"
+elif [ -f ui/package.json ]; then
     echo "== web UI: npm ci && npm run build"
     if [ ! -f ui/node_modules/.package-lock.json ] || [ ui/package-lock.json -nt ui/node_modules/.package-lock.json ]; then
         npm ci --prefix ui --no-audit --no-fund
@@ -108,7 +173,7 @@ for a in "${arches[@]}"; do
     else
         echo "== $a: cargo zigbuild --profile spk --target $rust_target"
         start=$(date +%s)
-        cargo zigbuild --locked --profile spk --target "$rust_target" -p backhome --bin backhome \
+        cargo_fixed zigbuild --locked --profile spk --target "$rust_target" -p backhome --bin backhome \
             --no-default-features --features vendored-openssl
         bin="$target_dir/$rust_target/spk/backhome"
         echo "   built in $(($(date +%s) - start)) s: $bin ($(stat -c %s "$bin") bytes)"
@@ -121,8 +186,10 @@ for a in "${arches[@]}"; do
     if [ -n "$ui_dist" ]; then
         cp -r "$ui_dist" "$pkg/ui"
     fi
-    # The DSM desktop integration (dsmuidir="app"): app registrations and their icons.
+    # The DSM desktop integration (dsmuidir="app"): app registrations, the script that defines the apps'
+    # windows (an iframe onto the web UI under /backhome/) and their icons.
     cp ui/config "$pkg/app/config"
+    cp ui/dsm/*.js "$pkg/app/"
     cp -r ui/images "$pkg/app/images"
     sed "s/@PORT@/$port/g" spk/nginx/backhome.conf >"$pkg/nginx/backhome.conf"
     find "$pkg" -type d -exec chmod 755 {} +

@@ -123,7 +123,7 @@ class Nginx:
     """A real nginx standing in for DSM's: one server on 127.0.0.1 whose server block includes the
     snippets the web-config worker installs (type dsm), next to a stand-in for DSM's own pages."""
 
-    def __init__(self, root, port):
+    def __init__(self, root, port, synoman=None):
         self.dir = os.path.join(root, "nginx")
         self.snippets = os.path.join(self.dir, "dsm.d")
         self.port = port
@@ -132,6 +132,9 @@ class Nginx:
         for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi", "logs"):
             os.makedirs(os.path.join(self.dir, sub), exist_ok=True)
         user = "user root;\n" if os.geteuid() == 0 else ""
+        # DSM serves /webman/ (its desktop, and the packages' dsmuidir under webman/3rdparty/) from
+        # /usr/syno/synoman.
+        webman = f"location /webman/ {{ root {synoman}; }}" if synoman else ""
         conf = f"""{user}worker_processes 1;
 pid {self.dir}/nginx.pid;
 error_log {self.dir}/logs/error.log;
@@ -146,6 +149,7 @@ http {{
     server {{
         listen 127.0.0.1:{port};
         location / {{ return 200 "DSM\\n"; }}
+        {webman}
         include {self.snippets}/*.conf;
     }}
 }}
@@ -289,6 +293,30 @@ class PackageCenter:
             extract(tar, target)
         self.user.chown(target)
 
+    def synoman(self):
+        """The stand-in for /usr/syno/synoman, whose webman/ DSM's nginx serves."""
+        return os.path.join(self.root, "usr/syno/synoman")
+
+    def dsm_ui_links(self):
+        """INFO dsmuidir as DSM reads it: "dir" (webman/3rdparty/<package>) or "Name:dir Name2:dir2"
+        (one webman/3rdparty/<Name> each); returns [(link, folder in target)]."""
+        links = []
+        for part in self.info.get("dsmuidir", "").split():
+            name, _, folder = part.rpartition(":")
+            links.append((os.path.join(self.synoman(), "webman/3rdparty", name or self.name),
+                          os.path.join(self.pkg_root(), "target", folder)))
+        return links
+
+    def link_dsm_ui(self, enable):
+        """DSM links webman/3rdparty/<package> to the package's desktop folder while it is installed."""
+        for link, folder in self.dsm_ui_links():
+            if os.path.islink(link):
+                os.remove(link)
+            if enable:
+                require(os.path.isdir(folder), f"INFO dsmuidir names {folder}, which is not in the package")
+                os.makedirs(os.path.dirname(link), exist_ok=True)
+                os.symlink(folder, link)
+
     def keep_package_files(self, unpacked):
         """DSM keeps INFO, conf and scripts under /var/packages/<package>."""
         for name in ("INFO",):
@@ -361,6 +389,7 @@ class PackageCenter:
         self.extract_payload(unpacked)
         self.run_script(os.path.join(unpacked, "scripts"), "postinst", "INSTALL", extra=extra)
         self.keep_package_files(unpacked)
+        self.link_dsm_ui(True)
         self.restart_nginx_if_asked("instuninst_restart_services")
         if start:
             self.start("INSTALL")
@@ -403,6 +432,7 @@ class PackageCenter:
         self.info = old_info
         self.run_script(self.scripts(), "preuninst", "UPGRADE", extra=extra)
         self.run_script(self.scripts(), "postuninst", "UPGRADE", extra=extra)
+        self.link_dsm_ui(False)
         # target and tmp are replaced; var, etc and home stay.
         for kind in ("target", "tmp"):
             shutil.rmtree(self.folder(kind))
@@ -413,6 +443,7 @@ class PackageCenter:
         self.run_script(new_scripts, "postinst", "UPGRADE", extra=extra, old_version=old_version)
         self.run_script(new_scripts, "postupgrade", "UPGRADE", extra=extra, old_version=old_version)
         self.keep_package_files(unpacked)
+        self.link_dsm_ui(True)
         self.restart_nginx_if_asked("instuninst_restart_services")
         if was_running:
             self.start("UPGRADE")
@@ -426,6 +457,7 @@ class PackageCenter:
         # has to find the share through the path the scripts saved.
         self.release_data_share()
         self.run_script(self.scripts(), "postuninst", "UNINSTALL", extra=wizard)
+        self.link_dsm_ui(False)
         for kind in ("target", "tmp"):
             shutil.rmtree(self.folder(kind))
         shutil.rmtree(self.pkg_root())
@@ -441,3 +473,58 @@ def kill_quietly(process):
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+class DsmSessions:
+    """Stand-ins for what the service asks DSM about a browser's session (dsm-package.md 6.1):
+    authenticate.cgi prints the user whose `id` cookie it is when the SynoToken matches, login.cgi hands
+    out the session's SynoToken, and a group file lists the administrators. The service is pointed at
+    them through config.toml in its data dir, the way an admin could point it at other paths."""
+
+    def __init__(self, root, sessions):
+        """sessions: {session id: (user, is admin)}; ids are letters and digits."""
+        self.dir = os.path.join(root, "dsm-auth")
+        os.makedirs(self.dir)
+        os.chmod(self.dir, 0o755)
+        self.sessions = sessions
+        table = os.path.join(self.dir, "sessions")
+        with open(table, "w") as f:
+            for sid, (user, _) in sessions.items():
+                require(sid.isalnum(), f"session id {sid!r} must be letters and digits")
+                f.write(f"{sid} {user} token{sid}\n")
+        admins = ",".join(user for user, admin in sessions.values() if admin)
+        self.group = os.path.join(self.dir, "group")
+        with open(self.group, "w") as f:
+            f.write(f"users:x:100:\nadministrators:x:101:{admins}\n")
+        lookup = f"""#!/bin/sh
+# The session in the id cookie: "<id> <user> <SynoToken>" from the table, or nothing.
+sid=$(printf '%s' "$HTTP_COOKIE" | tr ';' '\\n' | sed -n 's/^ *id=\\([A-Za-z0-9]*\\)$/\\1/p' | head -n 1)
+[ -n "$sid" ] || exit 0
+line=$(grep "^$sid " {table} | head -n 1)
+[ -n "$line" ] || exit 0
+user=$(echo "$line" | cut -d' ' -f2)
+token=$(echo "$line" | cut -d' ' -f3)
+"""
+        self.authenticate = os.path.join(self.dir, "authenticate.cgi")
+        with open(self.authenticate, "w") as f:
+            f.write(lookup + """# Like DSM with CSRF protection on: the session's SynoToken must come with it.
+[ "$QUERY_STRING" = "SynoToken=$token" ] || [ "${HTTP_X_SYNO_TOKEN:-}" = "$token" ] || exit 0
+echo "$user"
+""")
+        self.login = os.path.join(self.dir, "login.cgi")
+        with open(self.login, "w") as f:
+            f.write(lookup.replace("exit 0", "{ printf 'Content-Type: application/json\\n\\n"
+                                   "{\"success\":false}\\n'; exit 0; }")
+                    + """printf 'Content-Type: application/json\\n\\n'
+printf '{"SynoToken":"%s","result":"success","success":true}\\n' "$token"
+""")
+        for path in (table, self.group, self.authenticate, self.login):
+            os.chmod(path, 0o755 if path.endswith(".cgi") else 0o644)
+
+    def config_toml(self):
+        """The [auth] section that points the service at these stand-ins."""
+        return ("[auth]\nbackend = \"dsm\"\n"
+                f"dsm_authenticate_cgi = [{json.dumps(self.authenticate)}]\n"
+                f"dsm_login_cgi = [{json.dumps(self.login)}]\n"
+                f"dsm_group_file = {json.dumps(self.group)}\n"
+                "dsm_webapi_url = \"\"\n")

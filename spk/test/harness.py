@@ -26,8 +26,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from dsm import (Nginx, PackageCenter, PackageUser, free_port, http_get, kill_quietly,  # noqa: E402
-                 port_in_use, wait_for)
+from dsm import (DsmSessions, Nginx, PackageCenter, PackageUser, free_port, http_get,  # noqa: E402
+                 kill_quietly, port_in_use, wait_for)
 from spkcheck import CheckFailed, check_spk, extract, require  # noqa: E402
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "../.."))
@@ -36,6 +36,8 @@ RSS_LIMIT_KB = 30 * 1024
 SIZE_LIMIT = 25 * 1024 * 1024
 SHARE = "Backhome"
 TASK = "tenant1"
+# Lines for the summary at the end of spk/test/run.sh.
+FIGURES = []
 
 
 def log(line):
@@ -47,10 +49,13 @@ def sha256(path):
         return hashlib.sha256(f.read()).hexdigest()
 
 
-def repack(binary, out, build_number, source_date, port=None):
-    """Packs the x86_64 binary of dist/ again with spk/build.sh --bin (no compiling); returns the .spk."""
+def repack(binary, ui_dist, out, build_number, source_date, port=None):
+    """Packs the x86_64 binary and web UI of dist/ again with spk/build.sh --bin --ui-dist (no
+    compiling, and edits of ui/ meanwhile do not matter); returns the .spk."""
     command = ["bash", os.path.join(REPO, "spk/build.sh"), "--arch", "x86_64", "--bin", binary,
                "--out", out, "--build-number", str(build_number)]
+    if ui_dist:
+        command += ["--ui-dist", ui_dist]
     if port:
         command += ["--port", str(port)]
     env = dict(os.environ, SOURCE_DATE_EPOCH=str(source_date))
@@ -135,6 +140,35 @@ def check_through_nginx(nginx, has_ui):
         log("    the package has no web UI yet (ui/package.json missing): only the API was checked")
 
 
+def desktop_apps(nginx, center, details, sessions):
+    """Opens the admin app and the portal from ui/config in Chromium, on a stand-in DSM desktop
+    (spk/test/desktop.mjs): each window's iframe must show the web UI signed in from the DSM session."""
+    links = center.dsm_ui_links()
+    require(len(links) == 1, f"one DSM desktop folder expected, INFO dsmuidir gives {links}")
+    ui_path = "/webman/3rdparty/" + os.path.basename(links[0][0])
+    apps = []
+    for entries in details["ui_config"].values():
+        for app_id, entry in entries.items():
+            if entry.get("type") != "app":
+                continue
+            admin = not entry.get("allUsers")
+            sid = next(s for s, (_, is_admin) in sessions.sessions.items() if is_admin == admin)
+            other = next(s for s, (_, is_admin) in sessions.sessions.items() if not is_admin)
+            apps.append({"id": app_id, "sid": sid, "user": sessions.sessions[sid][0],
+                         "view": "admin" if admin else "portal", "otherSid": other,
+                         "otherUser": sessions.sessions[other][0]})
+    spec = {"origin": nginx.url("").rstrip("/"), "uiPath": ui_path, "apps": apps}
+    node = shutil.which("node")
+    require(node, "node is missing (Node 20 runs the desktop test)")
+    require(os.path.isdir(os.path.join(REPO, "ui/node_modules/playwright-core")),
+            "ui/node_modules/playwright-core is missing (npm ci --prefix ui)")
+    result = subprocess.run([node, os.path.join(REPO, "spk/test/desktop.mjs"), json.dumps(spec)],
+                            cwd=REPO, capture_output=True, text=True, timeout=300)
+    if result.stdout.strip():
+        log(result.stdout.rstrip())
+    require(result.returncode == 0, f"the desktop apps failed:\n{result.stderr[-3000:]}")
+
+
 def start_simulator(graph_sim, work):
     """graph-sim --profile tiny over TLS; returns (process, ready dict) with files readable by all."""
     state = os.path.join(work, "sim")
@@ -192,7 +226,7 @@ def lifecycle(spk, upgrade_spk, graph_sim, work, port):
     log(f"  throwaway root {root}, /volume1 is a {fs}")
     details = check_spk(spk, "x86_64")
     user = PackageUser(details["username"], details["groupname"])
-    nginx = Nginx(work, free_port())
+    nginx = Nginx(work, free_port(), synoman=os.path.join(root, "usr/syno/synoman"))
     center = PackageCenter(root, volume, user, nginx, log)
     service = Service(center)
     sim_process = None
@@ -231,7 +265,16 @@ def lifecycle(spk, upgrade_spk, graph_sim, work, port):
         time.sleep(2)
         rss = service.rss_kb()
         log(f"    idle service RSS: {rss / 1024:.1f} MB (limit {RSS_LIMIT_KB / 1024:.0f} MB)")
+        FIGURES.append(f"  idle service RSS (x86_64): {rss / 1024:.1f} MB "
+                       f"(limit {RSS_LIMIT_KB / 1024:.0f} MB)")
         require(rss < RSS_LIMIT_KB, f"the idle service uses {rss} kB, more than {RSS_LIMIT_KB} kB")
+
+        # DSM sessions for the desktop apps: the service asks the stand-in CGIs from its next start.
+        sessions = DsmSessions(work, {"adminsession": ("admin", True), "usersession": ("alice", False)})
+        config = os.path.join(center.folder("var"), "config.toml")
+        with open(config, "w") as f:
+            f.write(sessions.config_toml())
+        user.chown(config)
 
         # start is idempotent; stop and status report what they should.
         center.run_script(center.scripts(), "start-stop-status", "START", ["start"])
@@ -244,6 +287,10 @@ def lifecycle(spk, upgrade_spk, graph_sim, work, port):
         os.makedirs(broken)
         center.run_script(center.scripts(), "start-stop-status", "", ["status"],
                           extra={"SYNOPKG_PKGDEST": broken}, expect=150)
+
+        log("  the DSM desktop apps in Chromium (stand-in ExtJS/SYNO.SDS classes, real package)")
+        require(details["has_ui"], "the package has no web UI for the desktop apps to open")
+        desktop_apps(nginx, center, details, sessions)
 
         log("  a task against the simulator, and a backup")
         sim_process, sim = start_simulator(graph_sim, work)
@@ -353,6 +400,7 @@ def main():
     parser.add_argument("--dist", default=os.path.join(REPO, "dist"))
     parser.add_argument("--graph-sim", required=True)
     parser.add_argument("--build-number", type=int, required=True)
+    parser.add_argument("--figures", help="also write the measured figures to this file")
     args = parser.parse_args()
     began = time.monotonic()
     work = tempfile.mkdtemp(prefix="backhome-spk-")
@@ -370,6 +418,8 @@ def main():
             log(f"  {os.path.basename(spk)}: ok; binary {size / 1048576:.1f} MB, "
                 f".spk {details[arch]['spk_size'] / 1048576:.1f} MB, arch={details[arch]['info']['arch']}")
             require(size < SIZE_LIMIT, f"the {arch} binary is {size} bytes, over {SIZE_LIMIT}")
+            FIGURES.append(f"  {arch} binary (stripped, static): {size / 1048576:.1f} MB "
+                           f"(limit {SIZE_LIMIT / 1048576:.0f} MB)")
 
         # The harness repacks dist/'s own binary, so a tree that changes meanwhile does not matter.
         binary = os.path.join(work, "backhome-x86_64")
@@ -377,9 +427,19 @@ def main():
             f.write(details["x86_64"]["binary"])
         os.chmod(binary, 0o755)
         source_date = details["x86_64"]["source_date"]
+        ui_dist = None
+        if details["x86_64"]["has_ui"]:
+            unpacked = os.path.join(work, "dist-x86_64")
+            os.makedirs(unpacked)
+            with tarfile.open(spks["x86_64"]) as outer:
+                extract(outer, unpacked, ["package.tgz"])
+            with tarfile.open(os.path.join(unpacked, "package.tgz")) as payload:
+                extract(payload, unpacked, [m.name for m in payload.getmembers()
+                                            if m.name == "ui" or m.name.startswith("ui/")])
+            ui_dist = os.path.join(unpacked, "ui")
 
         log("== reproducible: packing again gives the same bytes")
-        again = repack(binary, os.path.join(work, "again"), args.build_number, source_date)
+        again = repack(binary, ui_dist, os.path.join(work, "again"), args.build_number, source_date)
         require(sha256(again) == sha256(spks["x86_64"]),
                 f"{again} differs from {spks['x86_64']}")
         log(f"  sha256 {sha256(again)} both times")
@@ -391,8 +451,10 @@ def main():
             # for a free port, which differs from dist/ only in that number.
             port = free_port()
             log(f"  127.0.0.1:{SERVICE_PORT} is taken here; testing a copy packed for port {port}")
-            tested = repack(binary, os.path.join(work, "port"), args.build_number, source_date, port)
-        upgrade = repack(binary, os.path.join(work, "upgrade"), args.build_number + 1, source_date,
+            tested = repack(binary, ui_dist, os.path.join(work, "port"), args.build_number, source_date,
+                            port)
+        upgrade = repack(binary, ui_dist, os.path.join(work, "upgrade"), args.build_number + 1,
+                         source_date,
                          port if port != SERVICE_PORT else None)
 
         log("== Package Center lifecycle (x86_64)")
@@ -406,6 +468,9 @@ def main():
     finally:
         shutil.rmtree(work, ignore_errors=True)
     log(f"== all package checks passed in {time.monotonic() - began:.0f} s")
+    if args.figures:
+        with open(args.figures, "w") as f:
+            f.write("\n".join(FIGURES) + "\n")
     return 0
 
 

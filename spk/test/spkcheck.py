@@ -131,6 +131,66 @@ def source_date_of(info):
     return calendar.timegm(time.strptime(stamp, "%Y%m%d-%H:%M:%S"))
 
 
+def js_classes(source):
+    """The classes a desktop script defines with Ext.define("Name", {...}): name -> the text of its body
+    (up to the next definition), from which extend, appWindowName and route are read."""
+    starts = [(m.start(), m.group(1)) for m in
+              re.finditer(r'Ext\.define\(\s*"([A-Za-z0-9_.]+)"\s*,\s*\{', source)]
+    classes = {}
+    for i, (at, name) in enumerate(starts):
+        body = source[at:starts[i + 1][0] if i + 1 < len(starts) else len(source)]
+        require(name not in classes, f"the desktop script defines {name} twice")
+        fields = {}
+        for key in ("extend", "appWindowName", "route"):
+            match = re.search(key + r'\s*:\s*"([^"]*)"', body)
+            fields[key] = match.group(1) if match else None
+        classes[name] = fields
+    return classes
+
+
+def check_ui_config(config, scripts, dsmappname):
+    """Checks the DSM desktop registration (dsm-package.md 5.3, style B): JS app modules only, each app
+    class an AppInstance whose window class (type lib) is an AppWindow onto #/admin or #/portal, both
+    defined in the script the config maps them to. Returns the two apps' entries (admin first)."""
+    require(".url" not in config, "the DSM ui config must not register .url apps (DSM would show "
+            "a second tile that opens a browser tab)")
+    apps = {}
+    for name, entries in config.items():
+        require(name.endswith(".js") and isinstance(entries, dict) and entries,
+                f"the DSM ui config entry {name!r} is not a script with classes")
+        defined = js_classes(scripts[name])
+        for class_name, entry in entries.items():
+            require(entry.get("type") in ("app", "lib"),
+                    f"{class_name}: type must be app or lib, not {entry.get('type')!r}")
+            require(class_name in defined, f"{class_name} is registered but {name} does not define it")
+            if entry["type"] != "app":
+                continue
+            window = entry.get("appWindow")
+            require(window and entries.get(window, {}).get("type") == "lib",
+                    f"{class_name}: appWindow {window!r} is not a lib class of {name}")
+            require(window in defined, f"{class_name}: {name} does not define its window {window}")
+            require(defined[class_name]["extend"] == "SYNO.SDS.AppInstance",
+                    f"{class_name} must extend SYNO.SDS.AppInstance")
+            require(defined[class_name]["appWindowName"] == window,
+                    f"{class_name}: appWindowName {defined[class_name]['appWindowName']!r} "
+                    f"is not its appWindow {window}")
+            require(defined[window]["extend"] == "SYNO.SDS.AppWindow",
+                    f"{window} must extend SYNO.SDS.AppWindow")
+            require(entry.get("title") and entry.get("icon"), f"{class_name} lacks a title or icon")
+            apps[class_name] = dict(entry, route=defined[window]["route"])
+    require(dsmappname in apps, f"INFO dsmappname {dsmappname} is not an app of the DSM ui config")
+    require(len(apps) == 2, "the DSM ui config must register the admin app and the portal")
+    admins = [a for a in apps.values() if not a.get("allUsers")]
+    portals = [a for a in apps.values() if a.get("allUsers")]
+    require(len(admins) == 1 and len(portals) == 1, "one app for admins, one for all users")
+    require(not apps[dsmappname].get("allUsers"), "dsmappname must be the admin app")
+    require(portals[0].get("grantPrivilege") == "all" and portals[0].get("advanceGrantPrivilege") is True,
+            "the portal must be grantable in Application Privileges (grantPrivilege all, advance)")
+    require(admins[0]["route"] == "#/admin" and portals[0]["route"] == "#/portal",
+            "the admin window opens #/admin and the portal's #/portal")
+    return [admins[0], portals[0]]
+
+
 def check_spk(path, arch):
     """Checks one .spk; returns a dict with INFO, the payload's file list and sizes.
 
@@ -210,16 +270,15 @@ def check_spk(path, arch):
     require(machine == ELF_MACHINE[arch], f"bin/backhome is not an {arch} binary")
     require(not interp, "bin/backhome is dynamically linked; it must be static")
     uidir = info["dsmuidir"]
+    require(f"{uidir}/config" in payload, f"package.tgz lacks the DSM ui config {uidir}/config")
     config = json.loads(inner.extractfile(payload[f"{uidir}/config"]).read())
-    apps = config.get(".url", {})
-    require(info["dsmappname"] in apps, "dsmappname is not an app of the DSM ui config")
-    require(len(apps) == 2, "the DSM ui config must register the admin app and the portal")
-    admins = [a for a in apps.values() if not a.get("allUsers")]
-    portals = [a for a in apps.values() if a.get("allUsers")]
-    require(len(admins) == 1 and len(portals) == 1, "one app for admins, one for all users")
-    require(admins[0]["url"].endswith("#/admin") and portals[0]["url"].endswith("#/portal"),
-            "the admin app opens #/admin and the portal #/portal")
-    for app in apps.values():
+    scripts = {}
+    for name in config:
+        path = f"{uidir}/{name}"
+        require(path in payload, f"the DSM ui config names {name}, but package.tgz lacks {path}")
+        scripts[name] = inner.extractfile(payload[path]).read().decode("utf-8")
+    apps = check_ui_config(config, scripts, info["dsmappname"])
+    for app in apps:
         for size in APP_ICON_SIZES:
             icon = f"{uidir}/" + app["icon"].format(size)
             require(icon in payload, f"package.tgz lacks the app icon {icon}")
@@ -238,4 +297,5 @@ def check_spk(path, arch):
         "username": privilege.get("username") or info["package"],
         "groupname": privilege.get("groupname") or privilege.get("username") or info["package"],
         "resource": resource,
+        "ui_config": config,
     }
