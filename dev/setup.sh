@@ -16,3 +16,19 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
+
+# The store's SQLCipher catalog (encrypted repositories) and the openssl crate build against the
+# system's OpenSSL (libcrypto), found through pkg-config; a C compiler builds SQLCipher.
+need_dev=()
+for pkg in libssl-dev pkg-config gcc; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need_dev+=("$pkg")
+done
+if [ ${#need_dev[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "setup: missing Debian packages (${need_dev[*]}); run as root to install them" >&2
+    exit 1
+  fi
+  echo "setup: installing ${need_dev[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_dev[@]}" >/dev/null
+fi

@@ -58,6 +58,7 @@ mod read;
 mod repo;
 mod retention;
 mod schema;
+mod search_text;
 mod snapshot;
 mod stats;
 mod verify;

@@ -364,7 +364,7 @@ impl Repository {
         self.with_conn(|c| {
             Self::check_run(c, at)?;
             let sql = format!(
-                "SELECT {VERSION_COLS}, snippet(search, -1, '[', ']', '…', 12) FROM search
+                "SELECT {VERSION_COLS}, (SELECT t.packed FROM search_text t WHERE t.id = v.id) FROM search
                  JOIN node_versions v ON v.id = search.rowid JOIN nodes n ON n.id = v.node
                  LEFT JOIN contents c ON c.id = v.content
                  WHERE search MATCH ?2 AND {VISIBLE_AT} AND (?3 IS NULL OR n.object = ?3)
@@ -377,7 +377,10 @@ impl Repository {
                     |r| {
                         Ok(SearchHit {
                             version: version_row(r)?,
-                            snippet: r.get(15)?,
+                            snippet: r
+                                .get::<_, Option<Vec<u8>>>(15)?
+                                .map(|p| crate::search_text::snippet(query, &p))
+                                .unwrap_or_default(),
                         })
                     },
                 )

@@ -159,13 +159,7 @@ impl Repository {
         }
         let dead = "last_run IS NOT NULL AND NOT EXISTS (SELECT 1 FROM runs r
             WHERE r.status = 'committed' AND r.id BETWEEN node_versions.first_run AND node_versions.last_run)";
-        tx.execute(
-            &format!(
-                "DELETE FROM search WHERE rowid IN (SELECT id FROM node_versions WHERE {dead})"
-            ),
-            [],
-        )
-        .ctx("pruning the search index")?;
+        // (A trigger takes the removed versions out of the search index.)
         let versions_removed = tx
             .execute(&format!("DELETE FROM node_versions WHERE {dead}"), [])
             .ctx("pruning versions")? as u64;

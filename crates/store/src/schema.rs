@@ -5,10 +5,17 @@ use rusqlite::{Connection, OptionalExtension};
 
 use crate::error::{DbContext, Result, StoreError};
 
+/// One migration: SQL, or code for what SQL alone cannot do.
+enum Step {
+    Sql(&'static str),
+    Code(fn(&Connection) -> Result<()>),
+}
+
 /// Migrations in order; migration `i` brings the catalog to version `i + 1`.
-const MIGRATIONS: &[&str] = &[
+const MIGRATIONS: &[Step] = &[
     // 1: runs, objects, the node tree and its versions, contents, blobs, packs, delta tokens.
-    r"
+    Step::Sql(
+        r"
     CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
     CREATE TABLE runs(
         id INTEGER PRIMARY KEY,
@@ -89,14 +96,19 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY(object, scope, run)
     ) WITHOUT ROWID;
     ",
+    ),
     // 2: full-text search over node versions (rowid = node_versions.id).
-    r"
+    Step::Sql(
+        r"
     CREATE VIRTUAL TABLE search USING fts5(
         subject, sender, recipients, body, path,
         tokenize = 'unicode61 remove_diacritics 2'
     );
     CREATE INDEX nv_last ON node_versions(last_run) WHERE last_run IS NOT NULL;
     ",
+    ),
+    // 3: the search index becomes contentless; its text is kept once, compressed.
+    Step::Code(crate::search_text::migrate_contentless),
 ];
 
 /// The newest catalog version this build writes.
@@ -153,7 +165,7 @@ pub(crate) fn migrate_to(conn: &mut Connection, target: i64) -> Result<()> {
             supported: LATEST,
         });
     }
-    for (i, sql) in MIGRATIONS.iter().enumerate() {
+    for (i, step) in MIGRATIONS.iter().enumerate() {
         let v = i as i64 + 1;
         if v <= current || v > target {
             continue;
@@ -165,7 +177,10 @@ pub(crate) fn migrate_to(conn: &mut Connection, target: i64) -> Result<()> {
         if version(&tx)? >= v {
             continue;
         }
-        tx.execute_batch(sql).ctx("applying migration")?;
+        match step {
+            Step::Sql(sql) => tx.execute_batch(sql).ctx("applying migration")?,
+            Step::Code(f) => f(&tx)?,
+        }
         tx.execute(
             "INSERT INTO meta(key, value) VALUES('schema_version', ?1)
              ON CONFLICT(key) DO UPDATE SET value = excluded.value",
@@ -190,6 +205,7 @@ mod tests {
         configure(&c, false).unwrap();
         migrate_to(&mut c, 1).unwrap();
         assert_eq!(version(&c).unwrap(), 1);
+        let long_body = "quarterly numbers attached ".repeat(100);
         c.execute_batch(
             "INSERT INTO runs(id, started, status) VALUES (1, 0, 'committed');
              INSERT INTO objects(id, kind, graph_id, name) VALUES (1, 'user', 'u1', 'Ann');
@@ -200,7 +216,41 @@ mod tests {
         drop(c);
         let mut c = Connection::open(&p).unwrap();
         configure(&c, false).unwrap();
+        // Version 2 indexed text in an FTS5 table with its own copy of it.
+        migrate_to(&mut c, 2).unwrap();
+        c.execute(
+            "INSERT INTO search(rowid, subject, sender, body) VALUES (1, 'Hello', 'Ann', ?1)",
+            [&long_body],
+        )
+        .unwrap();
+        drop(c);
+        let mut c = Connection::open(&p).unwrap();
+        configure(&c, false).unwrap();
         migrate_to(&mut c, LATEST).unwrap();
+        let n: i64 = c
+            .query_row(
+                "SELECT count(*) FROM search WHERE search MATCH 'quarterly AND sender:ann'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(n, 1);
+        let packed: Vec<u8> = c
+            .query_row("SELECT packed FROM search_text WHERE id = 1", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert!(packed.len() < long_body.len() / 4);
+        assert_eq!(crate::search_text::unpack(&packed)[3], long_body);
+        // The contentless index keeps no copy of the text.
+        let copies: i64 = c
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name LIKE 'search_%content'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(copies, 0);
         assert_eq!(version(&c).unwrap(), LATEST);
         let name: String = c
             .query_row("SELECT name FROM node_versions WHERE node = 1", [], |r| {
@@ -208,19 +258,23 @@ mod tests {
             })
             .unwrap();
         assert_eq!(name, "Hello");
-        c.execute(
-            "INSERT INTO search(rowid, subject) VALUES (1, 'Hello there')",
-            [],
-        )
-        .unwrap();
-        let n: i64 = c
-            .query_row(
+        let hits = |c: &Connection| -> i64 {
+            c.query_row(
                 "SELECT count(*) FROM search WHERE search MATCH 'hello'",
                 [],
                 |r| r.get(0),
             )
+            .unwrap()
+        };
+        assert_eq!(hits(&c), 1);
+        // Deleting the version takes it out of the index and drops its text (a trigger).
+        c.execute("DELETE FROM node_versions WHERE id = 1", [])
             .unwrap();
-        assert_eq!(n, 1);
+        assert_eq!(hits(&c), 0);
+        let texts: i64 = c
+            .query_row("SELECT count(*) FROM search_text", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(texts, 0);
     }
 
     #[test]

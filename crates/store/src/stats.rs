@@ -337,7 +337,7 @@ impl Repository {
                 serde_json::Value::from(o.iter().map(|x| x.0).collect::<Vec<_>>()).to_string()
             });
             let sql = format!(
-                "SELECT {cols}, snippet(search, -1, '[', ']', '…', 12) FROM search
+                "SELECT {cols}, (SELECT t.packed FROM search_text t WHERE t.id = v.id) FROM search
                  JOIN node_versions v ON v.id = search.rowid JOIN nodes n ON n.id = v.node
                  LEFT JOIN contents c ON c.id = v.content
                  WHERE search MATCH ?2
@@ -368,7 +368,11 @@ impl Repository {
                 };
                 let hit = SearchHit {
                     version: crate::read::version_row(r).ctx("searching")?,
-                    snippet: r.get(15).ctx("searching")?,
+                    snippet: r
+                        .get::<_, Option<Vec<u8>>>(15)
+                        .ctx("searching")?
+                        .map(|p| crate::search_text::snippet(&query, &p))
+                        .unwrap_or_default(),
                 };
                 let Some(names) = names_at(c, hit.version.node, at)? else {
                     continue;

@@ -351,9 +351,7 @@ impl RunWriter {
                             ])
                         })
                         .ctx("updating a version")?;
-                    self.conn
-                        .execute("DELETE FROM search WHERE rowid = ?1", [id])
-                        .ctx("updating the search index")?;
+                    crate::search_text::unindex(&self.conn, id)?;
                     VersionOutcome::Updated(VersionId(id))
                 } else {
                     self.close_version(id)?;
@@ -383,22 +381,7 @@ impl RunWriter {
             | VersionOutcome::Unchanged(i) => i,
         };
         if let Some(s) = &v.search {
-            self.conn
-                .prepare_cached(
-                    "INSERT INTO search(rowid, subject, sender, recipients, body, path)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                )
-                .and_then(|mut st| {
-                    st.execute(params![
-                        vid.0,
-                        s.subject,
-                        s.sender,
-                        s.recipients,
-                        s.body,
-                        s.path
-                    ])
-                })
-                .ctx("indexing a version for search")?;
+            crate::search_text::index(&self.conn, vid.0, s)?;
         }
         self.stats.versions_written += 1;
         Ok(outcome)
@@ -463,10 +446,8 @@ impl RunWriter {
             return Ok(false);
         };
         if first == self.run.0 {
-            // Written and deleted within this run: no committed run ever saw it.
-            self.conn
-                .execute("DELETE FROM search WHERE rowid = ?1", [id])
-                .ctx("deleting a version")?;
+            // Written and deleted within this run: no committed run ever saw it (a trigger
+            // takes it out of the search index).
             self.conn
                 .execute("DELETE FROM node_versions WHERE id = ?1", [id])
                 .ctx("deleting a version")?;
@@ -621,11 +602,6 @@ impl RunWriter {
         let _ = self.conn.execute_batch("ROLLBACK");
         let run = self.run.0;
         let tx = self.conn.transaction().ctx("failing the run")?;
-        tx.execute(
-            "DELETE FROM search WHERE rowid IN (SELECT id FROM node_versions WHERE first_run = ?1)",
-            [run],
-        )
-        .ctx("failing the run")?;
         tx.execute("DELETE FROM node_versions WHERE first_run = ?1", [run])
             .ctx("failing the run")?;
         tx.execute(

@@ -141,6 +141,10 @@ fn encrypted_repository_catalog_leaks_nothing_and_needs_the_passphrase() {
     assert_eq!(kids[0].name, SECRETS[0]);
     let hits = repo.search("heliotrope", run, None, 10).unwrap();
     assert_eq!(hits.len(), 1);
+    assert_eq!(
+        hits[0].snippet, "The codename is [heliotrope]-vortex",
+        "{hits:?}"
+    );
     let hits = repo
         .search_filtered(
             &SearchFilter {
