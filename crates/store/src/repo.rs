@@ -135,6 +135,10 @@ impl Repository {
         if let Some(k) = &keys {
             catalog_crypt::apply_key(&conn, &k.catalog_key())?;
         }
+        // Pages freed by retention and GC go back to the volume (`incremental_vacuum` after a
+        // collection) instead of staying in the file; only settable before the first table.
+        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")
+            .ctx("creating the catalog")?;
         schema::configure(&conn, false)?;
         schema::migrate_to(&mut conn, schema::LATEST)?;
         drop(conn);

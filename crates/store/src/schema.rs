@@ -9,6 +9,9 @@ use crate::error::{DbContext, Result, StoreError};
 enum Step {
     Sql(&'static str),
     Code(fn(&Connection) -> Result<()>),
+    /// SQL that rebuilds tables other tables refer to: run with foreign keys off (SQLite's
+    /// table rebuild procedure), then checked with `foreign_key_check` before committing.
+    Rebuild(&'static str),
 }
 
 /// Migrations in order; migration `i` brings the catalog to version `i + 1`.
@@ -109,6 +112,28 @@ const MIGRATIONS: &[Step] = &[
     ),
     // 3: the search index becomes contentless; its text is kept once, compressed.
     Step::Code(crate::search_text::migrate_contentless),
+    // 4: blobs are found by the first 8 bytes of their id (an expression index of ~17 bytes a
+    // blob) instead of a unique index holding every 32-byte id a second time; lookups compare
+    // the whole id.
+    Step::Rebuild(
+        r"
+    CREATE TABLE blobs_v4(
+        id INTEGER PRIMARY KEY,
+        hash BLOB NOT NULL,
+        pack INTEGER NOT NULL REFERENCES packs(id),
+        offset INTEGER NOT NULL,
+        length INTEGER NOT NULL,
+        raw_length INTEGER NOT NULL,
+        flags INTEGER NOT NULL
+    );
+    INSERT INTO blobs_v4(id, hash, pack, offset, length, raw_length, flags)
+        SELECT id, hash, pack, offset, length, raw_length, flags FROM blobs ORDER BY id;
+    DROP TABLE blobs;
+    ALTER TABLE blobs_v4 RENAME TO blobs;
+    CREATE INDEX blobs_pack ON blobs(pack);
+    CREATE INDEX blobs_hash8 ON blobs(substr(hash, 1, 8));
+    ",
+    ),
 ];
 
 /// The newest catalog version this build writes.
@@ -122,8 +147,11 @@ pub(crate) fn configure(conn: &Connection, read_only: bool) -> Result<()> {
         conn.pragma_update(None, "journal_mode", "WAL")
             .ctx("enabling WAL")?;
     }
+    // journal_size_limit: a WAL that grew during a large transaction is cut back to 4 MiB at
+    // the next checkpoint instead of keeping its largest size for as long as the service runs.
     conn.execute_batch(
-        "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA cache_size=-8000;",
+        "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA cache_size=-8000;
+         PRAGMA journal_size_limit=4194304;",
     )
     .ctx("setting pragmas")?;
     Ok(())
@@ -170,16 +198,51 @@ pub(crate) fn migrate_to(conn: &mut Connection, target: i64) -> Result<()> {
         if v <= current || v > target {
             continue;
         }
+        let rebuild = matches!(step, Step::Rebuild(_));
+        if rebuild {
+            // Has no effect inside a transaction: switched before it, back on after it.
+            conn.pragma_update(None, "foreign_keys", false)
+                .ctx("starting migration")?;
+        }
+        let applied = apply(conn, step, v);
+        if rebuild {
+            conn.pragma_update(None, "foreign_keys", true)
+                .ctx("finishing migration")?;
+        }
+        if applied? {
+            tracing::info!(version = v, "catalog migrated");
+        }
+    }
+    Ok(())
+}
+
+/// Applies migration `step` (bringing the catalog to version `v`) in one transaction; false
+/// when another process applied it meanwhile.
+fn apply(conn: &mut Connection, step: &Step, v: i64) -> Result<bool> {
+    {
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .ctx("starting migration")?;
         // Another process may have migrated while we waited for the lock.
         if version(&tx)? >= v {
-            continue;
+            return Ok(false);
         }
         match step {
             Step::Sql(sql) => tx.execute_batch(sql).ctx("applying migration")?,
             Step::Code(f) => f(&tx)?,
+            Step::Rebuild(sql) => {
+                tx.execute_batch(sql).ctx("applying migration")?;
+                let broken: i64 = tx
+                    .query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
+                        r.get(0)
+                    })
+                    .ctx("checking references after migration")?;
+                if broken > 0 {
+                    return Err(StoreError::Invalid(format!(
+                        "migration {v} would leave {broken} broken references; catalog unchanged"
+                    )));
+                }
+            }
         }
         tx.execute(
             "INSERT INTO meta(key, value) VALUES('schema_version', ?1)
@@ -188,9 +251,8 @@ pub(crate) fn migrate_to(conn: &mut Connection, target: i64) -> Result<()> {
         )
         .ctx("recording schema version")?;
         tx.commit().ctx("committing migration")?;
-        tracing::info!(version = v, "catalog migrated");
     }
-    Ok(())
+    Ok(true)
 }
 
 #[cfg(test)]
@@ -210,7 +272,12 @@ mod tests {
             "INSERT INTO runs(id, started, status) VALUES (1, 0, 'committed');
              INSERT INTO objects(id, kind, graph_id, name) VALUES (1, 'user', 'u1', 'Ann');
              INSERT INTO nodes(id, object, graph_id, kind) VALUES (1, 1, 'm1', 'message');
-             INSERT INTO node_versions(node, name, size, first_run) VALUES (1, 'Hello', 5, 1);",
+             INSERT INTO node_versions(node, name, size, first_run) VALUES (1, 'Hello', 5, 1);
+             INSERT INTO packs(id, name, size, blob_count, created_run) VALUES (1, x'00', 9, 1, 1);
+             INSERT INTO blobs(id, hash, pack, offset, length, raw_length, flags)
+                 VALUES (7, x'0102030405060708090a', 1, 8, 5, 5, 0);
+             INSERT INTO contents(id, size, created_run) VALUES (1, 5, 1);
+             INSERT INTO content_chunks(content, seq, blob) VALUES (1, 0, 7);",
         )
         .unwrap();
         drop(c);
@@ -251,6 +318,23 @@ mod tests {
             )
             .unwrap();
         assert_eq!(copies, 0);
+        // Blobs keep their rows and references and are found through the 8-byte prefix index.
+        let lookup =
+            "SELECT id FROM blobs WHERE substr(hash, 1, 8) = substr(?1, 1, 8) AND hash = ?1";
+        let hash = [1u8, 2, 3, 4, 5, 6, 7, 8, 9, 10];
+        let id: i64 = c.query_row(lookup, [&hash[..]], |r| r.get(0)).unwrap();
+        assert_eq!(id, 7);
+        let plan: String = c
+            .query_row(&format!("EXPLAIN QUERY PLAN {lookup}"), [&hash[..]], |r| {
+                r.get(3)
+            })
+            .unwrap();
+        assert!(plan.contains("blobs_hash8"), "{plan}");
+        let fk: bool = c
+            .query_row("PRAGMA foreign_keys", [], |r| r.get(0))
+            .unwrap();
+        assert!(fk);
+        assert!(c.execute("DELETE FROM blobs WHERE id = 7", []).is_err());
         assert_eq!(version(&c).unwrap(), LATEST);
         let name: String = c
             .query_row("SELECT name FROM node_versions WHERE node = 1", [], |r| {

@@ -96,6 +96,14 @@ fn unpaced_gc_never_sleeps() {
     assert_eq!(r.paced, Duration::ZERO);
     assert!(r.worked > Duration::ZERO);
     check_survivors(&repo, f, run);
+    // The catalog gives the pages of dropped rows back to the volume.
+    let c = rusqlite::Connection::open(repo.root().join("catalog.db")).unwrap();
+    let mode: i64 = c.query_row("PRAGMA auto_vacuum", [], |r| r.get(0)).unwrap();
+    assert_eq!(mode, 2, "incremental");
+    let free: i64 = c
+        .query_row("PRAGMA freelist_count", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(free, 0);
 }
 
 #[test]

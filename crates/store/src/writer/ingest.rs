@@ -77,7 +77,9 @@ enum Chunk {
 impl RunWriter {
     fn blob_row(&self, id: &BlobId) -> Result<Option<i64>> {
         self.conn
-            .prepare_cached("SELECT id FROM blobs WHERE hash = ?1")
+            .prepare_cached(
+                "SELECT id FROM blobs WHERE substr(hash, 1, 8) = substr(?1, 1, 8) AND hash = ?1",
+            )
             .and_then(|mut s| s.query_row([&id.0[..]], |r| r.get(0)).optional())
             .ctx("looking up a blob")
     }
