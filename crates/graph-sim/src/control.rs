@@ -542,6 +542,9 @@ fn mutate(state: &SimState, op: &Value) -> Result<Value, String> {
             )
             .map(|id| json!({"id": id}))
         }
+        "add_thread" | "add_post" | "delete_thread" => {
+            crate::conversations::control(state, kind, op)
+        }
         "add_user" => {
             let k = match op["kind"].as_str() {
                 Some("shared") => UserKind::Shared,

@@ -14,8 +14,10 @@
 //! creation from MIME or JSON with extended properties, PATCH, move, delete, `mailboxSettings`,
 //! immutable ids), calendars (user and group: events, recurrence, `calendarView/delta`,
 //! attachments, creation), contacts (folders, delta, creation), Teams (channels, messages,
-//! replies, delta, `getAllMessages`, migration-mode channels, import, `completeMigration`) and
-//! `$batch`. Throttling (off unless enabled) and fault injection apply to every Graph request.
+//! replies, delta, `getAllMessages`, migration-mode channels, import, `completeMigration`),
+//! `$batch`, and group conversations (conversations, threads with `$filter`, posts with
+//! `inReplyTo`, attachments; posting only with delegated tokens, as Graph documents).
+//! Throttling (off unless enabled) and fault injection apply to every Graph request.
 //!
 //! App registration: the device authorization grant (`POST /{tenant}/oauth2/v2.0/devicecode`,
 //! then polling the token endpoint; a test approves or declines the code through `/_sim/device/…`
@@ -48,6 +50,7 @@ mod certs;
 mod contacts;
 mod content;
 mod control;
+mod conversations;
 mod counters;
 mod device;
 mod directory;

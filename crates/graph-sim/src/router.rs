@@ -122,6 +122,22 @@ fn classify(state: &SimState, req: &GraphRequest, segs: &[String]) -> Class {
             area: Some(Area::Users),
         },
         ["groups", g, area, ..]
+            if ["conversations", "threads"].contains(&area.to_lowercase().as_str()) =>
+        {
+            let mb = crate::conversations::mailbox(state, g);
+            let posts = s.iter().any(|x| x.eq_ignore_ascii_case("posts"));
+            Class {
+                kind: if posts {
+                    "conversation_posts"
+                } else {
+                    "conversations"
+                },
+                scope: mb.map_or(Scope::None, |m| Scope::Mailbox(m, upload)),
+                mailbox: mb,
+                area: Some(Area::Groups),
+            }
+        }
+        ["groups", g, area, ..]
             if ["calendar", "events", "calendarview"].contains(&area.to_lowercase().as_str()) =>
         {
             let mb = state
@@ -370,6 +386,12 @@ fn dispatch(state: &SimState, req: &GraphRequest, segs: &[String]) -> GraphRespo
             None => GraphResponse::item_not_found(),
         },
         ["groups", g, "team", rest @ ..] => crate::teams::group_team(state, req, g, rest),
+        ["groups", g, rest @ ..]
+            if !rest.is_empty()
+                && ["conversations", "threads"].contains(&rest[0].to_lowercase().as_str()) =>
+        {
+            crate::conversations::route(state, req, g, rest)
+        }
         ["groups", g, rest @ ..]
             if !rest.is_empty()
                 && ["calendar", "events", "calendarview"]

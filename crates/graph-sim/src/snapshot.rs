@@ -171,5 +171,10 @@ pub fn snapshot(state: &SimState, scope: &Scope) -> Value {
         });
         drives.insert(id, files);
     }
-    json!({"mail": mail, "drives": drives, "events": events, "contacts": contacts})
+    let conversations = if scope.user.is_none() && scope.drive.is_none() {
+        crate::conversations::snapshot(state)
+    } else {
+        json!({})
+    };
+    json!({"mail": mail, "drives": drives, "events": events, "contacts": contacts, "conversations": conversations})
 }

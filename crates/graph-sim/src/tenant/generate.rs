@@ -126,6 +126,10 @@ pub(super) fn directory(seed: u64, sizes: &Sizes, codec: &IdCodec, domain: &str)
                 sizes.events_per_user,
                 0,
             )),
+            conversations: Arc::new(crate::conversations::ConversationsCell::new(
+                crate::conversations::seed(seed, group_idx),
+                (sizes.channel_messages + 1).clamp(2, 30),
+            )),
             changed_seq: 1,
             deleted: false,
             created,

@@ -151,6 +151,8 @@ pub struct Group {
     pub team: Option<Arc<RwLock<Team>>>,
     /// The group mailbox (its calendar; mailbox number [`GROUP_MAILBOX_BASE`] + index).
     pub mailbox: Arc<MailboxCell>,
+    /// The group mailbox's conversations, threads and posts.
+    pub conversations: Arc<crate::conversations::ConversationsCell>,
     /// Sequence number of the last change.
     pub changed_seq: u64,
     /// Deleted.
