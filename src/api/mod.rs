@@ -17,6 +17,7 @@ pub mod register;
 mod runs;
 mod search;
 mod session;
+mod settings;
 mod state;
 mod storage;
 mod tasks;
@@ -49,6 +50,7 @@ fn api_routes(cfg: &mut web::ServiceConfig) {
     storage::configure(cfg);
     mapping::configure(cfg);
     register::configure(cfg);
+    settings::configure(cfg);
 }
 
 /// The OpenAPI document of every route.
@@ -65,6 +67,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc.merge(storage::Doc::openapi());
     doc.merge(mapping::Doc::openapi());
     doc.merge(register::Doc::openapi());
+    doc.merge(settings::Doc::openapi());
     doc
 }
 

@@ -47,9 +47,11 @@ impl Mailbox<'_> {
         let folders = match self.folder_tree().await {
             Ok(f) => f,
             Err(RunError::Graph(e)) if matches!(e.class(), ErrorClass::MailboxNotEnabled) => {
+                self.ctx.progress.containers_listed(self.label, 0);
                 return Ok(false);
             }
             Err(RunError::Graph(e)) if !delta::is_fatal(&e) => {
+                self.ctx.progress.containers_listed(self.label, 0);
                 self.ctx.item_error(
                     format!("/users/{}/mail", self.label),
                     format!("mail folders could not be listed: {e}"),
@@ -58,6 +60,9 @@ impl Mailbox<'_> {
             }
             Err(e) => return Err(e),
         };
+        self.ctx
+            .progress
+            .containers_listed(self.label, folders.len() as u64);
         let mut seen = HashSet::new();
         for (folder, parent, path) in &folders {
             self.ctx.check_cancel()?;
@@ -81,6 +86,7 @@ impl Mailbox<'_> {
                 .progress
                 .activity(self.label, &format!("mail: {path}"));
             self.folder_messages(folder, node, path).await?;
+            self.ctx.progress.container_done(self.label);
         }
         self.finish().await?;
         super::prune_children(self.ctx, self.object, self.root, NodeKind::MailFolder, seen).await?;

@@ -99,6 +99,7 @@ pub async fn run(
     jobs.extend(found.users.into_iter().map(Job::User));
     jobs.extend(found.groups.into_iter().map(Job::Group));
     jobs.extend(found.sites.into_iter().map(Job::Site));
+    ctx.progress.objects_planned(jobs.len() as u64);
     let results: Vec<Result<(), RunError>> = futures_util::stream::iter(jobs)
         .map(|job| job.run(&ctx, spec))
         .buffer_unordered(OBJECTS_AT_ONCE)
@@ -176,6 +177,14 @@ impl Job {
                 };
                 let obj = ctx.w(move |w| w.upsert_object(&info)).await?;
                 let base = format!("/users/{}", encode_segment(&u.id));
+                let workloads = [
+                    Service::Mail,
+                    Service::Calendar,
+                    Service::Contacts,
+                    Service::Onedrive,
+                ];
+                let planned = workloads.into_iter().filter(|s| wants(*s)).count();
+                ctx.progress.object_start(&upn, planned as u64);
                 if wants(Service::Mail) {
                     let root = root_node(ctx, obj, "mail").await?;
                     let mb = mail::Mailbox {
@@ -208,12 +217,16 @@ impl Job {
                     {
                         Ok(d) => {
                             let root = root_node(ctx, obj, "onedrive").await?;
+                            ctx.progress.containers_listed(&upn, 1);
                             drive_job(ctx, obj, &upn, d.id, root).await?;
+                            ctx.progress.container_done(&upn);
                         }
                         Err(e) if matches!(e.class(), backhome_graph::ErrorClass::NotFound) => {
+                            ctx.progress.containers_listed(&upn, 0);
                             tracing::info!(user = %upn, "no OneDrive");
                         }
                         Err(e) if !delta::is_fatal(&e) => {
+                            ctx.progress.containers_listed(&upn, 0);
                             ctx.item_error(format!("/users/{upn}/onedrive"), e.to_string())
                         }
                         Err(e) => return Err(e.into()),
@@ -233,6 +246,9 @@ impl Job {
                 };
                 let obj = ctx.w(move |w| w.upsert_object(&info)).await?;
                 let base = format!("/groups/{}", encode_segment(&g.id));
+                let teams = u64::from(wants(Service::Teams) && is_team);
+                ctx.progress
+                    .object_start(&nick, 2 * u64::from(wants(Service::Groups)) + teams);
                 if wants(Service::Groups) {
                     let root = root_node(ctx, obj, "calendar").await?;
                     outlook::group_calendar(ctx, obj, &nick, &base, root).await?;
@@ -243,9 +259,12 @@ impl Job {
                     {
                         Ok(d) => {
                             let root = root_node(ctx, obj, "files").await?;
+                            ctx.progress.containers_listed(&nick, 1);
                             drive_job(ctx, obj, &nick, d.id, root).await?;
+                            ctx.progress.container_done(&nick);
                         }
                         Err(e) if !delta::is_fatal(&e) => {
+                            ctx.progress.containers_listed(&nick, 0);
                             ctx.item_error(format!("/groups/{nick}/files"), e.to_string())
                         }
                         Err(e) => return Err(e.into()),
@@ -271,6 +290,7 @@ impl Job {
                     extra: serde_json::json!({ "name": s.name }),
                 };
                 let obj = ctx.w(move |w| w.upsert_object(&info)).await?;
+                ctx.progress.object_start(&label, 1);
                 let url = format!(
                     "/sites/{}/drives?$select=id,name,driveType,webUrl",
                     encode_segment(&s.id)
@@ -279,6 +299,7 @@ impl Job {
                     futures_util::TryStreamExt::try_collect(ctx.client.items(Call::get(url))).await;
                 match drives {
                     Ok(drives) => {
+                        ctx.progress.containers_listed(&label, drives.len() as u64);
                         let mut seen = HashSet::new();
                         for d in drives {
                             let name = d.name.clone().unwrap_or_else(|| d.id.clone());
@@ -286,9 +307,11 @@ impl Job {
                             seen.insert(gid.clone());
                             let root = named_root(ctx, obj, &gid, &name).await?;
                             drive_job(ctx, obj, &format!("{label}/{name}"), d.id, root).await?;
+                            ctx.progress.container_done(&label);
                         }
                     }
                     Err(e) if !delta::is_fatal(&e) => {
+                        ctx.progress.containers_listed(&label, 0);
                         ctx.item_error(label.clone(), format!("libraries could not be listed: {e}"))
                     }
                     Err(e) => return Err(e.into()),

@@ -242,8 +242,10 @@ pub async fn calendars(
     )
     .await?
     else {
+        ctx.progress.containers_listed(upn, 0);
         return Ok(());
     };
+    ctx.progress.containers_listed(upn, cals.len() as u64);
     for (id, node, name) in cals {
         JsonContainer {
             ctx,
@@ -258,6 +260,7 @@ pub async fn calendars(
         }
         .run()
         .await?;
+        ctx.progress.container_done(upn);
     }
     Ok(())
 }
@@ -274,6 +277,7 @@ pub async fn group_calendar(
     root: NodeId,
 ) -> Result<(), RunError> {
     ctx.progress.activity(nick, "calendar");
+    ctx.progress.containers_listed(nick, 1);
     JsonContainer {
         ctx,
         object: obj,
@@ -286,7 +290,9 @@ pub async fn group_calendar(
         skip_parents: HashSet::new(),
     }
     .run()
-    .await
+    .await?;
+    ctx.progress.container_done(nick);
+    Ok(())
 }
 
 /// A user's contact folders and their contacts.
@@ -318,6 +324,7 @@ pub async fn contacts(
     )
     .await?
     else {
+        ctx.progress.containers_listed(upn, 0);
         return Ok(());
     };
     let listed: HashSet<String> = folders.iter().map(|(id, _, _)| id.clone()).collect();
@@ -357,6 +364,7 @@ pub async fn contacts(
         );
         lists.push((list, node, name, HashSet::new()));
     }
+    ctx.progress.containers_listed(upn, lists.len() as u64);
     for (list, node, name, skip_parents) in lists {
         JsonContainer {
             ctx,
@@ -371,6 +379,7 @@ pub async fn contacts(
         }
         .run()
         .await?;
+        ctx.progress.container_done(upn);
     }
     Ok(())
 }

@@ -34,6 +34,7 @@ pub async fn team(
         Ok(v) => v,
         Err(e) if is_fatal(&e) => return Err(e.into()),
         Err(e) => {
+            ctx.progress.containers_listed(nick, 0);
             ctx.item_error(
                 format!("/teams/{nick}"),
                 format!("channels could not be listed: {e}"),
@@ -41,6 +42,7 @@ pub async fn team(
             return Ok(());
         }
     };
+    ctx.progress.containers_listed(nick, channels.len() as u64);
     let mut seen = HashSet::new();
     for ch in channels {
         let Some(cid) = ch.get("id").and_then(Value::as_str).map(str::to_owned) else {
@@ -77,6 +79,7 @@ pub async fn team(
             node,
         };
         chan.run().await?;
+        ctx.progress.container_done(nick);
     }
     super::prune_children(ctx, obj, root, NodeKind::Channel, seen).await
 }

@@ -20,7 +20,7 @@ use super::history::{History, HistoryError, RunItemError, RunRecord, RunStatus, 
 use super::label;
 use crate::backup::progress::ObjectProgress;
 use crate::backup::{self, Progress, RunError};
-use crate::notify::{Notifier, Severity};
+use crate::notify::{Event, Notifier};
 use crate::task::{Credentials, Retention, TaskSpec, TaskStore, TaskStoreError};
 
 /// Why a run could not be started.
@@ -111,7 +111,12 @@ pub struct ProgressView {
     pub graph_requests: u64,
     /// Requests Graph throttled so far.
     pub throttled: u64,
-    /// Per account: `{items, bytes, activity, done}`.
+    /// Protected objects the run backs up (0 until discovery is done).
+    pub objects_total: u64,
+    /// Protected objects finished.
+    pub objects_done: u64,
+    /// Per account: `{items, bytes, activity, done, containers_total, containers_done,
+    /// containers_pending}`.
     #[schema(value_type = Object)]
     pub objects: BTreeMap<String, ObjectProgress>,
 }
@@ -158,6 +163,8 @@ impl LiveRun {
             item_errors: s.item_errors,
             graph_requests,
             throttled,
+            objects_total: s.objects_total,
+            objects_done: s.objects_done,
             objects: s.objects,
         }
     }
@@ -293,6 +300,7 @@ impl RunManager {
         notifier: Notifier,
     ) -> Result<Self, HistoryError> {
         let history = History::open(&data_dir)?;
+        let notifier = notifier.with_settings(&data_dir);
         Ok(Self {
             data_dir,
             runtime,
@@ -303,6 +311,12 @@ impl RunManager {
             notifier,
             stopping: AtomicBool::new(false),
         })
+    }
+
+    /// The notifier, with the data dir's notification settings.
+    #[must_use]
+    pub fn notifier(&self) -> &Notifier {
+        &self.notifier
     }
 
     /// The clock the manager and its scheduler use.
@@ -403,7 +417,7 @@ impl RunManager {
                 }
                 if !matches!(e, StartError::Task(TaskStoreError::NotFound(_))) {
                     self.notifier.notify(
-                        Severity::Error,
+                        Event::RunFailed,
                         "Backhome backup failed",
                         &format!("Task {task}: the backup could not start: {e}"),
                     );
@@ -483,6 +497,11 @@ impl RunManager {
         if let Err(e) = label::write(&p.spec) {
             tracing::warn!(error = %e, "the repository's task label could not be written");
         }
+        let now = self.clock.now();
+        match crate::register::cert::status(&p.creds, now) {
+            Ok(c) => self.notifier.certificate(&p.spec.name, c.days_left, now),
+            Err(e) => tracing::warn!(error = %e, "the certificate's expiry could not be read"),
+        }
         let client = match crate::connect::client(&p.spec, &p.creds) {
             Ok(c) => c,
             Err(e) => return self.ended(live, Err(&RunError::Graph(e))),
@@ -509,7 +528,7 @@ impl RunManager {
     async fn after_backup(&self, live: &LiveRun, p: &Prepared, summary: &backup::Summary) {
         if !summary.errors.is_empty() {
             self.notifier.notify(
-                Severity::Warning,
+                Event::RunPartial,
                 "Backhome backup finished with errors",
                 &format!(
                     "Task {}: run {} finished; {} items could not be backed up and will be tried again next run.",
@@ -536,7 +555,7 @@ impl RunManager {
                 "retention applied after the backup"
             ),
             Ok(Err(e)) => self.notifier.notify(
-                Severity::Warning,
+                Event::RetentionFailed,
                 "Backhome retention failed",
                 &format!(
                     "Task {}: old restore points could not be pruned: {e}",
@@ -577,6 +596,16 @@ impl RunManager {
                     throttled = rec.throttled,
                     "backup finished"
                 );
+                if s.errors.is_empty() {
+                    self.notifier.notify(
+                        Event::RunSucceeded,
+                        "Backhome backup finished",
+                        &format!(
+                            "Task {}: run {} finished: {} items added, {} changed, {} deleted.",
+                            live.task, rec.id, s.items_added, s.items_changed, s.items_deleted
+                        ),
+                    );
+                }
                 let errors = s
                     .errors
                     .iter()
@@ -604,7 +633,7 @@ impl RunManager {
                 rec.status = RunStatus::Failed;
                 rec.error = Some(e.to_string());
                 self.notifier.notify(
-                    Severity::Error,
+                    Event::RunFailed,
                     "Backhome backup failed",
                     &format!("Task {}: run {} failed: {e}", live.task, rec.id),
                 );

@@ -1,7 +1,8 @@
 // End-to-end tests: the built UI in Debian's Chromium (headless, driven by playwright-core)
 // against the real service and simulated tenant started by `backhome demo`.
 // Usage: node e2e/run.mjs [--bin path/to/backhome] [--only name,name]
-// Screenshots of the main views go to docs/screenshots/.
+// Screenshots of the main views go to docs/screenshots/ with UPDATE_SCREENSHOTS=1, else to a
+// temporary folder (a test run leaves the checkout clean).
 import { spawn, execFileSync } from 'node:child_process';
 import { mkdtempSync, mkdirSync, readFileSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -15,7 +16,7 @@ const args = process.argv.slice(2);
 const opt = (k, d) => { const i = args.indexOf(k); return i >= 0 ? args[i + 1] : d; };
 const bin = resolve(opt('--bin', process.env.BACKHOME_BIN ?? join(root, 'target/debug/backhome')));
 const only = opt('--only', '')?.split(',').filter(Boolean) ?? [];
-const shots = join(root, 'docs/screenshots');
+const shots = process.env.UPDATE_SCREENSHOTS === '1' ? join(root, 'docs/screenshots') : mkdtempSync(join(tmpdir(), 'backhome-shots-'));
 const PASSWORD = 'backhome-demo';
 const started = Date.now();
 
@@ -289,13 +290,27 @@ test('backup progress moves', async () => {
   await items.waitFor({ timeout: 20_000 });
   const seen = new Set();
   const end = Date.now() + 60_000;
-  while (Date.now() < end && seen.size < 3) {
+  while (Date.now() < end && (seen.size < 3 || !state.determinate)) {
     if (await items.count()) seen.add(await items.textContent().catch(() => ''));
-    if (seen.size === 2 && !state.progressShot) { await shot(page, 'task-progress'); state.progressShot = true; }
+    if (!state.determinate) {
+      // A running account's bar: a value between 0 and 100 and "n of m folders" beside it.
+      const bars = await page.locator('td.bar-cell').evaluateAll((cells) => cells.map((c) => ({
+        now: c.querySelector('[role=progressbar]')?.getAttribute('aria-valuenow'),
+        text: c.querySelector('[data-testid=containers]')?.textContent ?? '',
+      })));
+      state.determinateSeen = JSON.stringify(bars.slice(0, 4));
+      const hit = bars.find((b) => b.now !== null && b.now !== undefined && /^(\d+) of (\d+) folders$/.test(b.text) && Number(b.now) < 100);
+      if (hit) {
+        const [, d, t] = /^(\d+) of (\d+) folders$/.exec(hit.text).map(Number);
+        state.determinate = d <= t && t > 0;
+      }
+    }
+    if (seen.size === 2 && state.determinate && !state.progressShot) { await shot(page, 'task-progress'); state.progressShot = true; }
     if (!(await items.count()) && seen.size > 0) break;
     await sleep(300);
   }
   check(seen.size >= 2, `the progress did not move: ${[...seen].join(' | ')}`);
+  check(state.determinate, `no account showed a determinate bar with its folders counted: ${state.determinateSeen ?? 'nothing'}`);
   await simPost('latency', { ms: 0 });
   await waitIdle(demo.name);
   await page.getByText('No backup is running.').waitFor({ timeout: 20_000 });
@@ -534,6 +549,48 @@ test('settings', async () => {
   await page.context().close();
 });
 
+test('notification settings: save, keep, test', async () => {
+  needs('GET /settings/notifications', 'PUT /settings/notifications', 'POST /settings/notifications/test');
+  const page = await signedIn('admin');
+  await page.goto(`${url}#/admin/settings`);
+  const form = page.locator('form[aria-labelledby="not-h"]');
+  await form.waitFor();
+  // A bad recipient is refused with the service's message; nothing is saved.
+  await page.getByLabel('DSM users and groups').fill('@administrators\nops; reboot');
+  await form.getByRole('button', { name: 'Save' }).click();
+  await form.getByRole('alert').filter({ hasText: 'ops; reboot' }).waitFor();
+  // Success notices on, the certificate warning at 14 days, two recipients.
+  await page.getByLabel('A backup finishes successfully').check();
+  await page.getByLabel(/certificate expires within \(days\)/).fill('14');
+  await page.getByLabel('DSM users and groups').fill('@administrators\nadmin');
+  await form.getByRole('button', { name: 'Save' }).click();
+  await form.getByRole('status').filter({ hasText: 'Saved' }).waitFor();
+  const saved = (await admin('GET', 'settings/notifications')).body.settings;
+  check(saved.run_succeeded === true && saved.certificate_days === 14 && saved.recipients.join() === '@administrators,admin', `saved: ${JSON.stringify(saved)}`);
+  await page.getByRole('heading', { name: 'Notifications' }).scrollIntoViewIfNeeded();
+  await shot(page, 'settings-notifications');
+  // Kept when the page is opened again.
+  await page.reload();
+  await form.waitFor();
+  check(await page.getByLabel('A backup finishes successfully').isChecked(), 'the setting was not kept');
+  check((await page.getByLabel('DSM users and groups').inputValue()) === '@administrators\nadmin', 'the recipients were not kept');
+  // The test notice: sent where DSM's program exists, else the page says notices go to the log.
+  await form.getByRole('button', { name: 'Send a test notification' }).click();
+  const said = await Promise.race([
+    form.getByRole('status').filter({ hasText: 'Test notification sent' }).waitFor().then(() => 'sent'),
+    form.getByRole('alert').filter({ hasText: 'synodsmnotify' }).waitFor().then(() => 'no program'),
+  ]);
+  const view = (await admin('GET', 'settings/notifications')).body;
+  check((said === 'sent') === view.desktop, `test notification: ${said}, desktop program ${view.desktop}`);
+  if (!view.desktop) await page.getByText('notices are written to the log only').waitFor();
+  // Back to the defaults for the other tests.
+  await admin('PUT', 'settings/notifications', {});
+  // The refused save (400) and, without DSM's program, the test (422) are expected answers.
+  const errors = page.errors.filter((e) => !/status of (400|422)/.test(e));
+  check(errors.length === 0, `page errors: ${errors.join('; ')}`);
+  await page.context().close();
+});
+
 test('overview after several backups', async () => {
   needs('GET /tasks', 'GET /tasks/{name}/storage');
   const page = await signedIn('admin');
@@ -574,5 +631,8 @@ await browser.close();
 svc.kill('SIGTERM');
 await new Promise((r) => { svc.once('exit', r); setTimeout(r, 5000); });
 if (!process.env.E2E_KEEP) rmSync(data, { recursive: true, force: true });
+if (process.env.UPDATE_SCREENSHOTS === '1') console.log(`e2e: screenshots written to ${shots}`);
+else if (!process.env.E2E_KEEP) rmSync(shots, { recursive: true, force: true });
+else console.log(`e2e: screenshots kept in ${shots}`);
 console.log(`e2e: ${ran - failed - pending} passed, ${failed} failed${missing ? ` (${missing} for routes not in the service yet)` : ''}${pending ? `, ${pending} pending (see above)` : ''}, ${((Date.now() - started) / 1000).toFixed(0)} s`);
 process.exit(failed ? 1 : 0);

@@ -54,11 +54,25 @@ export interface DirectoryEntry { id: string; name: string; address: string | nu
 export interface FoundRepository { path: string; tenant_id: string; runs: number; last_run_at: string | null; task: string | null }
 export interface Account { path: string; kind: string; name: string; address: string; items: number; bytes: number }
 
+/** One protected object's progress: containers are mail folders, calendars, drives, channels… */
+export interface ObjectProgress {
+  items: number; bytes: number; activity: string; done: boolean;
+  containers_total?: number; containers_done?: number; containers_pending?: number;
+}
+
 export interface Progress {
   run: number; state?: 'queued' | 'running'; items_added: number; items_changed?: number; items_deleted?: number;
   items_unchanged?: number; item_errors?: number; graph_requests?: number; throttled?: number; bytes_downloaded: number;
-  objects: Record<string, { items: number; bytes: number; activity: string; done: boolean }>;
+  objects_total?: number; objects_done?: number;
+  objects: Record<string, ObjectProgress>;
 }
+
+/** Which events send a DSM notification, and to which DSM users and @groups. */
+export interface NotificationSettings {
+  run_failed: boolean; run_partial: boolean; run_succeeded: boolean; retention_failed: boolean;
+  certificate_expiring: boolean; certificate_days: number; recipients: string[];
+}
+export interface NotificationsView { settings: NotificationSettings; desktop: boolean }
 
 export interface LogRecord { time: string; level: string; task: string; run: number | null; object: string | null; message: string }
 export interface MyAccount { task: string; account: string; path: string; name: string; kind?: string }
@@ -205,12 +219,16 @@ export const api = {
   setMapping: (user: string, accounts: { task: string; account: string }[]) =>
     call<Mapping>('PUT', `mapping/${encodeURIComponent(user)}`, { accounts }),
   resetMapping: (user: string) => call<null>('DELETE', `mapping/${encodeURIComponent(user)}`),
+  notifications: () => call<NotificationsView>('GET', 'settings/notifications'),
+  setNotifications: (s: NotificationSettings) => call<NotificationsView>('PUT', 'settings/notifications', s),
+  testNotification: () => call<{ recipients: string[] }>('POST', 'settings/notifications/test', {}),
 };
 
 /** URLs the browser opens itself (downloads, the sandboxed message reader). */
 export const urls = {
   content: (name: string, path: string, at: string | number | undefined, download: boolean) =>
     `api/v1/${t(name)}/item/content${qs({ path, at, download: download ? 1 : undefined })}`,
+  progressStream: (name: string) => `api/v1/${t(name)}/progress/stream`,
   render: (name: string, path: string, at: string | number | undefined) =>
     `api/v1/${t(name)}/item/render${qs({ path, at })}`,
   jobDownload: (id: string) => `api/v1/jobs/${encodeURIComponent(id)}/download`,

@@ -57,6 +57,7 @@ export const m = {
     tabs: { progress: 'Progress', history: 'History', logs: 'Logs', accounts: 'Accounts', edit: 'Settings' } as Record<string, string>,
     backupNow: 'Back up now', cancelRun: 'Cancel backup', delete: 'Delete', deleteTitle: (t: string) => `Delete task ${t}?`,
     deleteData: 'Also delete the repository and every backup in it', deleteHint: 'Without this, the repository stays and can be relinked later.', deleteConfirm: 'Delete task',
+    containers: (d: number, t: number) => `${d} of ${t} folders`,
     idle: 'No backup is running.', counts: (a: number, c: number, u: number) => `${a.toLocaleString('en-US')} new, ${c.toLocaleString('en-US')} changed, ${u.toLocaleString('en-US')} unchanged items`,
     accountsDone: (d: number, t: number) => `${d} of ${t} accounts done`, overall: 'Overall', items: 'items', itemsCol: 'Items', activity: 'Activity', account: 'Account', done: 'Done',
     runs: 'Backups', started: 'Started', ended: 'Ended', duration: 'Duration', added: 'Added', changed: 'Changed', deleted: 'Deleted', downloaded: 'Downloaded', errors: 'Errors', requests: 'Graph requests', throttled: 'Throttled', resumed: 'Resumed',
@@ -86,7 +87,13 @@ export const m = {
   settings: {
     title: 'Settings', mapping: 'Portal user mapping', mappingHint: 'Which Microsoft 365 accounts each DSM user may open in the portal. Automatic: the account whose address is the user\'s e-mail address.',
     user: 'DSM user', accounts: 'Microsoft 365 accounts', automatic: 'Automatic', explicit: 'Set by an administrator', edit: 'Edit', reset: 'Back to automatic', addAccount: 'Add account', noMapping: 'No DSM user is known yet.',
-    editTitle: (u: string) => `Accounts of ${u}`, notifications: 'Notifications', notificationsHint: 'Failed backups and backups with warnings are reported as DSM notifications to the administrators group and written to the log.',
+    editTitle: (u: string) => `Accounts of ${u}`, notifications: 'Notifications', notificationsHint: 'Backhome shows these events as DSM desktop notifications to the users and groups below, and always writes them to the log.',
+    mailHint: 'To receive them by e-mail, SMS or push as well, set up DSM\'s own Control Panel › Notification: DSM forwards desktop notifications there.',
+    events: 'Notify when', evRunFailed: 'A backup fails or cannot start', evRunPartial: 'A backup finishes with items that could not be backed up', evRunSucceeded: 'A backup finishes successfully',
+    evRetention: 'Old restore points or snapshots cannot be pruned', evCert: 'A task\'s certificate expires within', days: 'days',
+    recipients: 'DSM users and groups', recipientsHint: 'One per line: a user name, or @group (for example @administrators).',
+    sendTest: 'Send a test notification', testSent: (r: string[]) => `Test notification sent to ${r.join(', ')}.`,
+    noDesktop: 'DSM\'s notification program was not found on this system: notices are written to the log only.',
     notifyAddress: 'Administrator e-mail per task', storage: 'Storage and snapshots', task: 'Task', repoBytes: 'Repository size', logical: 'Data backed up', stored: 'Stored', dedup: 'Deduplication', compression: 'Compression', filesystem: 'File system', snapshots: 'Snapshots', noSnapshots: 'No snapshot: snapshots need a btrfs shared folder.', perAccount: 'Largest accounts', created: 'Created', run: 'Backup',
   },
   portal: {

@@ -6,6 +6,7 @@ import Picker from '../admin/Picker.svelte';
 import Bar from '../components/Bar.svelte';
 import SignIn from '../components/SignIn.svelte';
 import Jobs from '../components/Jobs.svelte';
+import Settings from '../admin/Settings.svelte';
 import { setCsrf } from '../lib/api';
 
 function answer(body: unknown, status = 200) {
@@ -134,5 +135,37 @@ describe('ItemView of an event', () => {
     expect(container.querySelector('dd b')).toBeNull();
     expect(screen.getByText('Blue')).toBeTruthy();
     expect(screen.queryByText('id')).toBeNull();
+  });
+});
+
+describe('Settings: notifications', () => {
+  it('saves the events and recipients, and shows the service\'s refusal', async () => {
+    const defaults = { run_failed: true, run_partial: true, run_succeeded: false, retention_failed: true, certificate_expiring: true, certificate_days: 30, recipients: ['@administrators'] };
+    const puts: unknown[] = [];
+    vi.stubGlobal('fetch', vi.fn(async (url: string, init?: RequestInit) => {
+      if (url === 'api/v1/settings/notifications' && init?.method === 'PUT') {
+        const body = JSON.parse(String(init.body));
+        puts.push(body);
+        if (body.recipients.includes('bad;name')) return answer({ error: { code: 'bad_request', message: "recipients: 'bad;name' is not a DSM user name" } }, 400);
+        return answer({ settings: body, desktop: false });
+      }
+      if (url === 'api/v1/settings/notifications') return answer({ settings: defaults, desktop: false });
+      if (url === 'api/v1/mapping' || url === 'api/v1/tasks' || url === 'api/v1/me/accounts') return answer([]);
+      return answer({ error: { code: 'not_found', message: 'no' } }, 404);
+    }));
+    render(Settings);
+    const success = await screen.findByLabelText('A backup finishes successfully');
+    expect((success as HTMLInputElement).checked).toBe(false);
+    screen.getByText(/written to the log only/);
+    const rcpt = screen.getByLabelText('DSM users and groups') as HTMLTextAreaElement;
+    expect(rcpt.value).toBe('@administrators');
+    await fireEvent.input(rcpt, { target: { value: '@administrators\nbad;name' } });
+    await fireEvent.click(screen.getByRole('button', { name: 'Save' }));
+    await screen.findByText(/'bad;name' is not a DSM user name/);
+    await fireEvent.click(success);
+    await fireEvent.input(rcpt, { target: { value: '@administrators, admin\n' } });
+    await fireEvent.click(screen.getByRole('button', { name: 'Save' }));
+    await screen.findByText('Saved');
+    expect(puts[1]).toEqual({ ...defaults, run_succeeded: true, recipients: ['@administrators', 'admin'] });
   });
 });
