@@ -6,6 +6,7 @@
 //! without downloading again what was stored.
 
 pub mod context;
+pub mod conversations;
 pub mod delta;
 pub mod discover;
 pub mod drive;
@@ -252,6 +253,8 @@ impl Job {
                 if wants(Service::Groups) {
                     let root = root_node(ctx, obj, "calendar").await?;
                     outlook::group_calendar(ctx, obj, &nick, &base, root).await?;
+                    let root = root_node(ctx, obj, "conversations").await?;
+                    conversations::group(ctx, obj, &nick, &base, root).await?;
                     match ctx
                         .client
                         .json::<Drive>(Call::get(format!("{base}/drive?$select=id,name,driveType")))
