@@ -983,3 +983,132 @@ fn more_than_65535_entries_use_a_zip64_end_record() {
         N.to_string()
     );
 }
+
+/// Checks exported events with `icalendar`: each DTSTART is the instant the wall time means in
+/// its IANA zone (per Python's `zoneinfo`), each VTIMEZONE gives the zone's offsets for
+/// 2024–2030, and a series' EXDATE and changed occurrence are read as such.
+const CHECK_ZONES: &str = r#"
+import sys, os, datetime, icalendar
+from zoneinfo import ZoneInfo
+utc = datetime.timezone.utc
+bad, checked = [], 0
+for n in sorted(os.listdir(sys.argv[1])):
+    cal = icalendar.Calendar.from_ical(open(os.path.join(sys.argv[1], n), 'rb').read())
+    zones = {str(c['TZID']): c.to_tz() for c in cal.walk('VTIMEZONE')}
+    for ev in cal.walk('VEVENT'):
+        start = ev.decoded('DTSTART')
+        tzid = ev['DTSTART'].params.get('TZID')
+        if tzid is None or tzid not in zones:
+            bad.append((n, 'no VTIMEZONE for', tzid))
+            continue
+        wall = start.replace(tzinfo=None)
+        want = wall.replace(tzinfo=ZoneInfo(tzid)).astimezone(utc)
+        if start.astimezone(utc) != want:
+            bad.append((n, 'instant', start.astimezone(utc), want))
+        if wall.replace(tzinfo=zones[tzid]).astimezone(utc) != want:
+            bad.append((n, 'VTIMEZONE instant', wall, tzid))
+        checked += 1
+    for tzid, tz in zones.items():
+        day = datetime.datetime(2024, 1, 1, 12, 0)
+        while day.year < 2031:
+            if tz.utcoffset(day) != ZoneInfo(tzid).utcoffset(day):
+                bad.append((n, tzid, day.isoformat(), tz.utcoffset(day), ZoneInfo(tzid).utcoffset(day)))
+                break
+            day += datetime.timedelta(days=3)
+    if n.startswith('series'):
+        evs = list(cal.walk('VEVENT'))
+        assert len(evs) == 2, n
+        master = [e for e in evs if 'RRULE' in e][0]
+        ex = master.get('EXDATE')
+        ex = ex if isinstance(ex, list) else [ex]
+        dates = [d.dt for e in ex for d in e.dts]
+        assert [d.astimezone(utc) for d in dates] == [datetime.datetime(2026, 3, 16, 8, 30, tzinfo=utc)], dates
+        moved = [e for e in evs if 'RECURRENCE-ID' in e][0]
+        assert moved.decoded('RECURRENCE-ID') == datetime.datetime(2026, 3, 23, 8, 30, tzinfo=utc)
+        assert str(moved['UID']) == str(master['UID'])
+assert not bad, bad
+print(checked)
+"#;
+
+#[test]
+fn events_in_windows_and_iana_zones_give_the_right_instant() {
+    let Some(py) = venv() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let zones = [
+        "Pacific Standard Time",
+        "Mountain Standard Time",
+        "Central Standard Time",
+        "Eastern Standard Time",
+        "Alaskan Standard Time",
+        "Atlantic Standard Time",
+        "Hawaiian Standard Time",
+        "US Mountain Standard Time",
+        "SA Pacific Standard Time",
+        "E. South America Standard Time",
+        "Argentina Standard Time",
+        "GMT Standard Time",
+        "Greenwich Standard Time",
+        "W. Europe Standard Time",
+        "Romance Standard Time",
+        "Central Europe Standard Time",
+        "Central European Standard Time",
+        "W. Central Africa Standard Time",
+        "E. Europe Standard Time",
+        "FLE Standard Time",
+        "GTB Standard Time",
+        "South Africa Standard Time",
+        "Turkey Standard Time",
+        "Russian Standard Time",
+        "Arabian Standard Time",
+        "India Standard Time",
+        "SE Asia Standard Time",
+        "China Standard Time",
+        "Singapore Standard Time",
+        "W. Australia Standard Time",
+        "Tokyo Standard Time",
+        "Korea Standard Time",
+        "E. Australia Standard Time",
+        "Cen. Australia Standard Time",
+        "AUS Eastern Standard Time",
+        "New Zealand Standard Time",
+        "Europe/Berlin",
+        "America/New_York",
+    ];
+    for (i, zone) in zones.iter().enumerate() {
+        // A winter and a summer time (of either hemisphere).
+        for (j, day) in ["2026-01-15T09:30:00.0000000", "2026-07-15T18:45:00.0000000"]
+            .iter()
+            .enumerate()
+        {
+            let ev = json!({"id": format!("e{i}-{j}"), "subject": zone,
+                "start": {"dateTime": day, "timeZone": zone},
+                "end": {"dateTime": day, "timeZone": zone}});
+            let ics = backhome::export::ics::event_to_ics(&ev).unwrap();
+            std::fs::write(dir.path().join(format!("zone-{i}-{j}.ics")), ics).unwrap();
+        }
+    }
+    let series = json!({
+        "iCalUId": "series-1", "subject": "Weekly",
+        "start": {"dateTime": "2026-03-02T09:30:00.0000000", "timeZone": "W. Europe Standard Time"},
+        "end": {"dateTime": "2026-03-02T10:00:00.0000000", "timeZone": "W. Europe Standard Time"},
+        "recurrence": {"pattern": {"type": "weekly", "interval": 1, "daysOfWeek": ["monday"]},
+            "range": {"type": "numbered", "numberOfOccurrences": 6}},
+        "cancelledOccurrences": ["OID.AAMkAD=.2026-03-16"],
+        "exceptionOccurrences": [{"id": "ex", "subject": "Weekly (moved)", "originalStart": "2026-03-23T08:30:00Z",
+            "start": {"dateTime": "2026-03-24T11:00:00.0000000", "timeZone": "W. Europe Standard Time"},
+            "end": {"dateTime": "2026-03-24T11:30:00.0000000", "timeZone": "W. Europe Standard Time"}}]
+    });
+    std::fs::write(
+        dir.path().join("series.ics"),
+        backhome::export::ics::event_to_ics(&series).unwrap(),
+    )
+    .unwrap();
+    let out = python_with(
+        py.to_str().unwrap(),
+        CHECK_ZONES,
+        &[dir.path().to_str().unwrap()],
+    );
+    assert_eq!(out.trim(), (zones.len() * 2 + 2).to_string());
+}

@@ -9,29 +9,79 @@ use std::sync::atomic::AtomicBool;
 use backhome::restore::{self, Conflict, Outcome, RestoreProgress, RestoreReport, RestoreRequest};
 use backhome::task::Service;
 use backhome_store::RunId;
+use base64::Engine as _;
 use reqwest::Method;
 use serde_json::{Value, json};
 
 mod common;
 use common::{Env, env, env_with};
 
-/// Folder path → sorted MIME hashes (ids change on restore; contents must not).
-fn mail_of(snap: &Value, upn: &str) -> BTreeMap<String, Vec<String>> {
-    snap["mail"][upn]
-        .as_object()
+/// What a message shows through Graph, with its attachments' content hashes (ids change on
+/// restore, and a message rebuilt from JSON has other MIME than the original; none of this
+/// may change).
+async fn fingerprint(client: &backhome_graph::Client, upn: &str, id: &str) -> Value {
+    let m: Value = client
+        .json(backhome_graph::Call::get(format!(
+            "/users/{upn}/messages/{id}"
+        )))
+        .await
+        .unwrap();
+    let list: Value = client
+        .json(backhome_graph::Call::get(format!(
+            "/users/{upn}/messages/{id}/attachments"
+        )))
+        .await
+        .unwrap();
+    let mut attachments: Vec<Value> = list["value"]
+        .as_array()
         .unwrap()
         .iter()
-        .map(|(f, msgs)| {
-            let mut h: Vec<String> = msgs
-                .as_object()
-                .unwrap()
-                .values()
-                .map(|v| v.as_str().unwrap().to_owned())
-                .collect();
-            h.sort();
-            (f.clone(), h)
+        .map(|a| {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(a["contentBytes"].as_str().unwrap())
+                .unwrap();
+            json!({"name": a["name"], "contentType": a["contentType"], "isInline": a["isInline"],
+                "contentId": a["contentId"], "size": bytes.len(), "hash": blake3::hash(&bytes).to_hex().to_string()})
         })
-        .collect()
+        .collect();
+    attachments.sort_by_key(Value::to_string);
+    let mut f = json!({"attachments": attachments});
+    for k in [
+        "subject",
+        "body",
+        "from",
+        "sender",
+        "toRecipients",
+        "ccRecipients",
+        "bccRecipients",
+        "replyTo",
+        "internetMessageId",
+        "importance",
+        "categories",
+        "isRead",
+        "isDraft",
+        "receivedDateTime",
+        "sentDateTime",
+    ] {
+        f[k] = m[k].clone();
+    }
+    f["flagStatus"] = m["flag"]["flagStatus"].clone();
+    f
+}
+
+/// Folder path → sorted message fingerprints of one mailbox.
+async fn mail_of(e: &Env, snap: &Value, upn: &str) -> BTreeMap<String, Vec<String>> {
+    let client = backhome::connect::client(&e.spec, &e.creds).unwrap();
+    let mut out = BTreeMap::new();
+    for (f, msgs) in snap["mail"][upn].as_object().unwrap() {
+        let mut v = Vec::new();
+        for id in msgs.as_object().unwrap().keys() {
+            v.push(fingerprint(&client, upn, id).await.to_string());
+        }
+        v.sort();
+        out.insert(f.clone(), v);
+    }
+    out
 }
 
 async fn snapshot(e: &Env) -> Value {
@@ -105,6 +155,7 @@ async fn mail_round_trip_restores_deleted_messages_once() {
     let run = RunId(e.backup().await.run_id);
     let before = snapshot(&e).await;
     let (upn, folder, ids) = busy_mailbox(&before);
+    let before_mail = mail_of(&e, &before, &upn).await;
     e.control(
         Method::POST,
         "mutate",
@@ -114,13 +165,16 @@ async fn mail_round_trip_restores_deleted_messages_once() {
         ])),
     )
     .await;
-    assert_ne!(mail_of(&snapshot(&e).await, &upn), mail_of(&before, &upn));
+    assert_ne!(
+        mail_of(&e, &snapshot(&e).await, &upn).await,
+        before_mail.clone()
+    );
 
     let report = restore(&e, run, &[format!("/users/{upn}/mail")], Conflict::Skip).await;
     assert!(report.failed.is_empty(), "{:?}", report.failed);
     assert_eq!(report.restored, 2, "{report:?}");
     let after = snapshot(&e).await;
-    assert_eq!(mail_of(&after, &upn), mail_of(&before, &upn));
+    assert_eq!(mail_of(&e, &after, &upn).await, before_mail.clone());
 
     // What Graph lets us keep: received and sent dates, read state, flag.
     let client = backhome::connect::client(&e.spec, &e.creds).unwrap();
@@ -178,17 +232,17 @@ async fn mail_conflict_policies() {
     let run = RunId(e.backup().await.run_id);
     let before = snapshot(&e).await;
     let (upn, folder, ids) = busy_mailbox(&before);
+    let before_mail = mail_of(&e, &before, &upn).await;
     let path = mail_path(&upn, &folder);
     let n = ids.len();
 
-    let subtree = |snap: &Value| -> BTreeMap<String, Vec<String>> {
-        mail_of(snap, &upn)
-            .into_iter()
-            .filter(|(f, _)| *f == folder || f.starts_with(&format!("{folder}/")))
-            .collect()
-    };
-    let messages: usize = subtree(&before).values().map(Vec::len).sum();
-    let folders = subtree(&before).len();
+    let original: BTreeMap<String, Vec<String>> = mail_of(&e, &before, &upn)
+        .await
+        .into_iter()
+        .filter(|(f, _)| *f == folder || f.starts_with(&format!("{folder}/")))
+        .collect();
+    let messages: usize = original.values().map(Vec::len).sum();
+    let folders = original.len();
 
     // Overwrite: every message replaced by the restored one; same contents, new ids.
     let report = restore(&e, run, std::slice::from_ref(&path), Conflict::Overwrite).await;
@@ -199,7 +253,7 @@ async fn mail_conflict_policies() {
         "existing folders: {report:?}"
     );
     let after = snapshot(&e).await;
-    assert_eq!(mail_of(&after, &upn), mail_of(&before, &upn));
+    assert_eq!(mail_of(&e, &after, &upn).await, before_mail.clone());
     let new_ids: Vec<&String> = after["mail"][&upn][&folder]
         .as_object()
         .unwrap()
@@ -213,11 +267,12 @@ async fn mail_conflict_policies() {
     assert!(report.failed.is_empty(), "{:?}", report.failed);
     assert_eq!(report.restored as usize, messages, "{report:?}");
     let after = snapshot(&e).await;
-    for (f, hashes) in subtree(&before) {
+    let now = mail_of(&e, &after, &upn).await;
+    for (f, hashes) in original {
         let mut doubled = hashes.clone();
         doubled.extend(hashes);
         doubled.sort();
-        assert_eq!(mail_of(&after, &upn)[&f], doubled, "{f}");
+        assert_eq!(now[&f], doubled, "{f}");
     }
 
     // Skip: nothing changes.
@@ -232,6 +287,7 @@ async fn mail_into_another_mailbox_under_a_restored_folder() {
     let run = RunId(e.backup().await.run_id);
     let before = snapshot(&e).await;
     let (upn, folder, _) = busy_mailbox(&before);
+    let before_mail = mail_of(&e, &before, &upn).await;
     let other = before["mail"]
         .as_object()
         .unwrap()
@@ -251,16 +307,16 @@ async fn mail_into_another_mailbox_under_a_restored_folder() {
     .await;
     assert!(report.failed.is_empty(), "{:?}", report.failed);
     let after = snapshot(&e).await;
-    let theirs = mail_of(&after, &other);
+    let theirs = mail_of(&e, &after, &other).await;
     let restored_folder = format!("{name}/{folder}");
     assert_eq!(
         theirs.get(&restored_folder),
-        mail_of(&before, &upn).get(&folder),
+        before_mail.get(&folder),
         "folders of {other}: {:?}",
         theirs.keys().collect::<Vec<_>>()
     );
     // The source mailbox is untouched.
-    assert_eq!(mail_of(&after, &upn), mail_of(&before, &upn));
+    assert_eq!(mail_of(&e, &after, &upn).await, before_mail.clone());
 }
 
 /// Drive path → content hash of one drive.
@@ -486,6 +542,7 @@ async fn restore_under_faults_and_throttling_completes_without_duplicates() {
     let run = RunId(e.backup().await.run_id);
     let before = snapshot(&e).await;
     let (upn, folder, ids) = busy_mailbox(&before);
+    let before_mail = mail_of(&e, &before, &upn).await;
     let ops: Vec<Value> = ids
         .iter()
         .map(|id| json!({"op": "delete_message", "user": upn, "id": id}))
@@ -518,7 +575,10 @@ async fn restore_under_faults_and_throttling_completes_without_duplicates() {
         );
     }
     e.control(Method::DELETE, "faults", None).await;
-    assert_eq!(mail_of(&snapshot(&e).await, &upn), mail_of(&before, &upn));
+    assert_eq!(
+        mail_of(&e, &snapshot(&e).await, &upn).await,
+        before_mail.clone()
+    );
 
     // Connections dropped after the request: some items may fail; a second run completes
     // them and nothing is duplicated.
@@ -540,7 +600,10 @@ async fn restore_under_faults_and_throttling_completes_without_duplicates() {
     e.control(Method::DELETE, "faults", None).await;
     let second = restore(&e, run, std::slice::from_ref(&path), Conflict::Skip).await;
     assert!(second.failed.is_empty(), "{:?}", second.failed);
-    assert_eq!(mail_of(&snapshot(&e).await, &upn), mail_of(&before, &upn));
+    assert_eq!(
+        mail_of(&e, &snapshot(&e).await, &upn).await,
+        before_mail.clone()
+    );
 
     // A whole OneDrive, every file deleted, restored under faults of the drive endpoints.
     let client = backhome::connect::client(&e.spec, &e.creds).unwrap();
@@ -635,6 +698,7 @@ async fn a_cancelled_restore_run_again_completes_without_duplicates() {
     let run = RunId(e.backup().await.run_id);
     let before = snapshot(&e).await;
     let (upn, _, _) = busy_mailbox(&before);
+    let before_mail = mail_of(&e, &before, &upn).await;
     let ops: Vec<Value> = before["mail"][&upn]
         .as_object()
         .unwrap()
@@ -673,7 +737,8 @@ async fn a_cancelled_restore_run_again_completes_without_duplicates() {
         matches!(result, Err(restore::RestoreError::Cancelled)),
         "{result:?}"
     );
-    let partial: usize = mail_of(&snapshot(&e).await, &upn)
+    let partial: usize = mail_of(&e, &snapshot(&e).await, &upn)
+        .await
         .values()
         .map(Vec::len)
         .sum();
@@ -682,7 +747,10 @@ async fn a_cancelled_restore_run_again_completes_without_duplicates() {
     let again = restore(&e, run, &[format!("/users/{upn}/mail")], Conflict::Skip).await;
     assert!(again.failed.is_empty(), "{:?}", again.failed);
     assert_eq!(again.restored as usize, total - partial);
-    assert_eq!(mail_of(&snapshot(&e).await, &upn), mail_of(&before, &upn));
+    assert_eq!(
+        mail_of(&e, &snapshot(&e).await, &upn).await,
+        before_mail.clone()
+    );
 }
 
 /// Runs the binary on a blocking thread, so that the in-process simulator keeps serving.
@@ -700,6 +768,7 @@ async fn command_line_restore_and_its_exit_codes() {
     let run = RunId(e.backup().await.run_id);
     let before = snapshot(&e).await;
     let (upn, folder, ids) = busy_mailbox(&before);
+    let before_mail = mail_of(&e, &before, &upn).await;
     e.control(
         Method::POST,
         "mutate",
@@ -736,7 +805,10 @@ async fn command_line_restore_and_its_exit_codes() {
     );
     let report: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(report["restored"], 1, "{report}");
-    assert_eq!(mail_of(&snapshot(&e).await, &upn), mail_of(&before, &upn));
+    assert_eq!(
+        mail_of(&e, &snapshot(&e).await, &upn).await,
+        before_mail.clone()
+    );
 
     // Items that fail: exit code 2, each listed with its reason.
     let o = backhome_cli(&data, args(&["--to-user", "nobody@contoso.invalid", &path])).await;
@@ -760,7 +832,10 @@ async fn command_line_restore_and_its_exit_codes() {
     );
     let o = backhome_cli(&data, args(&["--conflict", "merge", &path])).await;
     assert_eq!(o.status.code(), Some(2), "clap refuses bad values with 2");
-    assert_eq!(mail_of(&snapshot(&e).await, &upn), mail_of(&before, &upn));
+    assert_eq!(
+        mail_of(&e, &snapshot(&e).await, &upn).await,
+        before_mail.clone()
+    );
 }
 
 /// Sorted content hashes of a user's events or contacts (ids change on restore).
@@ -1176,4 +1251,187 @@ async fn an_older_run_is_restored_as_it_was() {
     assert!(report.failed.is_empty(), "{:?}", report.failed);
     assert_eq!(report.restored, 1);
     assert_eq!(drive_of(&snapshot(&e).await, &drive), at_run1);
+}
+
+/// A MIME message with an HTML body referring to an inline image, a small and a 3.5 MB
+/// attachment, Cc, Bcc and Reply-To.
+fn rich_mime(big: &[u8], image: &[u8]) -> String {
+    let b64 = |b: &[u8]| {
+        let s = base64::engine::general_purpose::STANDARD.encode(b);
+        s.as_bytes()
+            .chunks(76)
+            .map(|c| std::str::from_utf8(c).unwrap())
+            .collect::<Vec<_>>()
+            .join("\r\n")
+    };
+    let html =
+        "<html><body><p>Grüße aus dem Archiv</p><img src=\"cid:logo@archive\"></body></html>";
+    format!(
+        "From: \"Ann Archive\" <ann@fabrikam.com>\r\nTo: \"Bob Builder\" <bob@fabrikam.com>\r\n\
+Cc: \"Cat Copy\" <cat@fabrikam.com>\r\nBcc: \"Eve Hidden\" <eve@fabrikam.com>\r\n\
+Reply-To: \"Archive List\" <list@fabrikam.com>\r\nSubject: Quarterly archive\r\n\
+Date: Tue, 03 Mar 2026 10:00:00 +0000\r\nMessage-ID: <rich-0001@fabrikam.com>\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/mixed; boundary=\"mix\"\r\n\r\n--mix\r\n\
+Content-Type: multipart/related; boundary=\"rel\"\r\n\r\n--rel\r\n\
+Content-Type: text/html; charset=\"utf-8\"\r\nContent-Transfer-Encoding: base64\r\n\r\n{}\r\n--rel\r\n\
+Content-Type: image/png; name=\"logo.png\"\r\nContent-Disposition: inline; filename=\"logo.png\"\r\n\
+Content-ID: <logo@archive>\r\nContent-Transfer-Encoding: base64\r\n\r\n{}\r\n--rel--\r\n--mix\r\n\
+Content-Type: application/pdf; name=\"report.pdf\"\r\nContent-Disposition: attachment; filename=\"report.pdf\"\r\n\
+Content-Transfer-Encoding: base64\r\n\r\n{}\r\n--mix\r\n\
+Content-Type: application/octet-stream; name=\"archive.bin\"\r\nContent-Disposition: attachment; filename=\"archive.bin\"\r\n\
+Content-Transfer-Encoding: base64\r\n\r\n{}\r\n--mix--\r\n",
+        b64(html.as_bytes()),
+        b64(image),
+        b64(b"%PDF-1.4 small report"),
+        b64(big),
+    )
+}
+
+#[actix_web::test]
+async fn restored_mail_is_received_not_draft_with_identical_attachments() {
+    let e = env(&[Service::Mail]).await;
+    let snap = snapshot(&e).await;
+    let upn = snap["mail"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .next()
+        .unwrap()
+        .clone();
+    let other = snap["mail"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .nth(1)
+        .unwrap()
+        .clone();
+    let big: Vec<u8> = (0..3_500_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+        .collect();
+    let image: Vec<u8> = (0..6_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let mime = rich_mime(&big, &image);
+    let added = e
+        .control(
+            Method::POST,
+            "mutate",
+            Some(json!({"op": "add_message", "user": upn, "folder": "inbox",
+                "mime_base64": base64::engine::general_purpose::STANDARD.encode(&mime)})),
+        )
+        .await;
+    let id = added["results"][0]["immutable_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    e.control(
+        Method::POST,
+        "mutate",
+        Some(json!({"op": "modify_message", "user": upn, "id": id, "isRead": true, "flag": "flagged"})),
+    )
+    .await;
+    let client = backhome::connect::client(&e.spec, &e.creds).unwrap();
+    let original = fingerprint(&client, &upn, &id).await;
+    assert_eq!(original["isDraft"], false);
+    assert_eq!(original["attachments"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        original["bccRecipients"][0]["emailAddress"]["address"],
+        "eve@fabrikam.com"
+    );
+
+    let run = RunId(e.backup().await.run_id);
+    e.control(
+        Method::POST,
+        "mutate",
+        Some(json!({"op": "delete_message", "user": upn, "id": id})),
+    )
+    .await;
+    let inbox = mail_path(&upn, "Inbox");
+    let report = restore(&e, run, std::slice::from_ref(&inbox), Conflict::Skip).await;
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    assert_eq!(report.restored, 1, "{report:?}");
+    let after = snapshot(&e).await;
+    let restored: Vec<String> = after["mail"][&upn]["Inbox"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter(|k| {
+            !snap["mail"][&upn]["Inbox"]
+                .as_object()
+                .unwrap()
+                .contains_key(*k)
+        })
+        .cloned()
+        .collect();
+    assert_eq!(restored.len(), 1);
+    let back = fingerprint(&client, &upn, &restored[0]).await;
+    // Not a draft, same people, body, dates, read state, flag; the attachments (the 3.5 MB one
+    // through an upload session, the inline image with its content id) byte for byte.
+    assert_eq!(back, original);
+    let inline = back["attachments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["isInline"] == true)
+        .unwrap();
+    assert_eq!(inline["contentId"], "logo@archive");
+    assert_eq!(inline["hash"], blake3::hash(&image).to_hex().to_string());
+    assert!(
+        back["attachments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["hash"] == blake3::hash(&big).to_hex().to_string())
+    );
+    assert!(
+        back["body"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("cid:logo@archive")
+    );
+
+    // Skip again: nothing changes.
+    let again = restore(&e, run, std::slice::from_ref(&inbox), Conflict::Skip).await;
+    assert_eq!(again.restored, 0, "{again:?}");
+    assert_eq!(snapshot(&e).await, after);
+
+    // Keep both: a second, identical copy.
+    let both = restore(&e, run, std::slice::from_ref(&inbox), Conflict::KeepBoth).await;
+    assert!(both.failed.is_empty(), "{:?}", both.failed);
+    let copies: Vec<Value> = {
+        let s = snapshot(&e).await;
+        let mut v = Vec::new();
+        for k in s["mail"][&upn]["Inbox"].as_object().unwrap().keys() {
+            let f = fingerprint(&client, &upn, k).await;
+            if f["internetMessageId"] == original["internetMessageId"] {
+                v.push(f);
+            }
+        }
+        v
+    };
+    assert_eq!(copies, vec![original.clone(), original.clone()]);
+
+    // Another account, under a "Restored …" folder.
+    let name = "Restored 2026-11-26 04.30";
+    let to_other = restore_to(
+        &e,
+        run,
+        std::slice::from_ref(&inbox),
+        Conflict::Skip,
+        Some(&other),
+        Some(name),
+    )
+    .await;
+    assert!(to_other.failed.is_empty(), "{:?}", to_other.failed);
+    let theirs = snapshot(&e).await;
+    let mut found = Vec::new();
+    for k in theirs["mail"][&other][&format!("{name}/Inbox")]
+        .as_object()
+        .unwrap()
+        .keys()
+    {
+        let f = fingerprint(&client, &other, k).await;
+        if f["internetMessageId"] == original["internetMessageId"] {
+            found.push(f);
+        }
+    }
+    assert_eq!(found, vec![original]);
 }

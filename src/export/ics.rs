@@ -1,14 +1,16 @@
 //! Graph events as iCalendar (RFC 5545) files, and the content-line helpers vCards share.
 //!
-//! Times in UTC are written as UTC (`…Z`); others with a `TZID` parameter naming the IANA zone
-//! (Windows zone names Graph uses are mapped for the common zones, others kept as given). No
-//! `VTIMEZONE` components are written: clients resolve IANA zone ids themselves.
+//! Times in UTC are written as UTC (`…Z`); others keep their wall time with a `TZID` naming the
+//! IANA zone (Windows zone names Graph uses are mapped) and a `VTIMEZONE` for it (see the `tz`
+//! module; a zone it does not know keeps its name as given, without `VTIMEZONE`). A series'
+//! cancelled occurrences (`cancelledOccurrences`) become `EXDATE`s, and its changed occurrences
+//! (`exceptionOccurrences`) separate `VEVENT`s with the series' `UID` and a `RECURRENCE-ID`.
 
 use std::fmt::Write as _;
 
 use serde_json::Value;
 
-use super::html;
+use super::{html, tz};
 
 /// Escapes a TEXT value (RFC 5545 3.3.11 / RFC 6350 3.4).
 #[must_use]
@@ -58,39 +60,6 @@ fn s<'a>(v: &'a Value, ptr: &str) -> Option<&'a str> {
     v.pointer(ptr)?.as_str().filter(|s| !s.is_empty())
 }
 
-/// The IANA zone for the Windows zone names Graph uses most.
-fn iana(zone: &str) -> &str {
-    const MAP: [(&str, &str); 24] = [
-        ("Pacific Standard Time", "America/Los_Angeles"),
-        ("Mountain Standard Time", "America/Denver"),
-        ("Central Standard Time", "America/Chicago"),
-        ("Eastern Standard Time", "America/New_York"),
-        ("Alaskan Standard Time", "America/Anchorage"),
-        ("Hawaiian Standard Time", "Pacific/Honolulu"),
-        ("Atlantic Standard Time", "America/Halifax"),
-        ("GMT Standard Time", "Europe/London"),
-        ("Greenwich Standard Time", "Atlantic/Reykjavik"),
-        ("W. Europe Standard Time", "Europe/Berlin"),
-        ("Romance Standard Time", "Europe/Paris"),
-        ("Central Europe Standard Time", "Europe/Budapest"),
-        ("Central European Standard Time", "Europe/Warsaw"),
-        ("E. Europe Standard Time", "Europe/Chisinau"),
-        ("FLE Standard Time", "Europe/Kiev"),
-        ("Russian Standard Time", "Europe/Moscow"),
-        ("India Standard Time", "Asia/Kolkata"),
-        ("China Standard Time", "Asia/Shanghai"),
-        ("Tokyo Standard Time", "Asia/Tokyo"),
-        ("Singapore Standard Time", "Asia/Singapore"),
-        ("AUS Eastern Standard Time", "Australia/Sydney"),
-        ("New Zealand Standard Time", "Pacific/Auckland"),
-        ("SA Pacific Standard Time", "America/Bogota"),
-        ("E. South America Standard Time", "America/Sao_Paulo"),
-    ];
-    MAP.iter()
-        .find(|(w, _)| *w == zone)
-        .map_or(zone, |(_, i)| i)
-}
-
 /// `2026-11-24T14:30:00.0000000` → `20261124T143000` (or `20261124` for `date_only`).
 fn compact(dt: &str, date_only: bool) -> Result<String, String> {
     let digits: String = dt.chars().take(19).filter(char::is_ascii_digit).collect();
@@ -104,20 +73,65 @@ fn compact(dt: &str, date_only: bool) -> Result<String, String> {
     })
 }
 
-fn time_prop(out: &mut String, name: &str, v: &Value, all_day: bool) -> Result<(), String> {
+/// Zones used by the events of one calendar file (each gets one `VTIMEZONE`).
+type Zones = Vec<String>;
+
+fn is_utc(zone: &str, dt: &str) -> bool {
+    matches!(zone, "UTC" | "Etc/UTC" | "tzone://Microsoft/Utc" | "GMT") || dt.ends_with('Z')
+}
+
+/// `NAME;TZID=…:` / `NAME:` / `NAME;VALUE=DATE:` and the value for a Graph date-time with the
+/// wall time `t` (compact form) or date `d`.
+fn time_value(name: &str, v: &Value, all_day: bool, zones: &mut Zones) -> Result<String, String> {
     let Some(dt) = s(v, "/dateTime") else {
         return Err(format!("{name} has no dateTime"));
     };
     if all_day {
-        line(out, &format!("{name};VALUE=DATE:{}", compact(dt, true)?));
-        return Ok(());
+        return Ok(format!("{name};VALUE=DATE:{}", compact(dt, true)?));
     }
     let zone = s(v, "/timeZone").unwrap_or("UTC");
     let t = compact(dt, false)?;
-    if matches!(zone, "UTC" | "Etc/UTC" | "tzone://Microsoft/Utc" | "GMT") || dt.ends_with('Z') {
-        line(out, &format!("{name}:{t}Z"));
-    } else {
-        line(out, &format!("{name};TZID={}:{t}", param(iana(zone))));
+    if is_utc(zone, dt) {
+        return Ok(format!("{name}:{t}Z"));
+    }
+    let id = tz::iana(zone).to_owned();
+    if tz::known(zone) && !zones.contains(&id) {
+        zones.push(id.clone());
+    }
+    Ok(format!("{name};TZID={}:{t}", param(&id)))
+}
+
+fn time_prop(
+    out: &mut String,
+    name: &str,
+    v: &Value,
+    all_day: bool,
+    zones: &mut Zones,
+) -> Result<(), String> {
+    let l = time_value(name, v, all_day, zones)?;
+    line(out, &l);
+    Ok(())
+}
+
+/// `EXDATE`s for the cancelled occurrences of a series (`OID.{id}.{yyyy-mm-dd}`), at the
+/// series' start time of day.
+fn exdates(out: &mut String, ev: &Value, all_day: bool, zones: &mut Zones) -> Result<(), String> {
+    let Some(start) = s(ev, "/start/dateTime") else {
+        return Ok(());
+    };
+    let time_of_day = start.get(10..19).unwrap_or("T00:00:00");
+    for c in ev["cancelledOccurrences"].as_array().into_iter().flatten() {
+        let Some(date) = c
+            .as_str()
+            .and_then(|c| c.rsplit('.').next())
+            .filter(|d| d.len() == 10)
+        else {
+            continue;
+        };
+        let mut at = ev["start"].clone();
+        at["dateTime"] = Value::String(format!("{date}{time_of_day}"));
+        let l = time_value("EXDATE", &at, all_day, zones)?;
+        line(out, &l);
     }
     Ok(())
 }
@@ -250,11 +264,18 @@ fn person(out: &mut String, prop: &str, extra: &str, e: &Value) {
     line(out, &l);
 }
 
-/// An event's Graph JSON as a `VCALENDAR` with one `VEVENT`.
+/// An event's Graph JSON as a `VCALENDAR`: its `VEVENT` (and one per changed occurrence of a
+/// series), with a `VTIMEZONE` for each zone used.
 ///
 /// # Errors
 /// A missing or malformed start or end, or an unknown recurrence.
 pub fn event_to_ics(ev: &Value) -> Result<String, String> {
+    let mut events = String::new();
+    let mut zones = Zones::new();
+    vevent(&mut events, ev, None, &mut zones)?;
+    for ex in ev["exceptionOccurrences"].as_array().into_iter().flatten() {
+        vevent(&mut events, ex, Some(ev), &mut zones)?;
+    }
     let mut out = String::new();
     line(&mut out, "BEGIN:VCALENDAR");
     line(&mut out, "VERSION:2.0");
@@ -263,29 +284,50 @@ pub fn event_to_ics(ev: &Value) -> Result<String, String> {
         "PRODID:-//Backhome//Backhome for Microsoft 365//EN",
     );
     line(&mut out, "CALSCALE:GREGORIAN");
-    line(&mut out, "BEGIN:VEVENT");
-    let uid = s(ev, "/iCalUId")
-        .or_else(|| s(ev, "/id"))
+    for z in &zones {
+        tz::vtimezone(&mut out, z);
+    }
+    out.push_str(&events);
+    line(&mut out, "END:VCALENDAR");
+    Ok(out)
+}
+
+/// One `VEVENT`; `master` is the series of a changed occurrence.
+fn vevent(
+    out: &mut String,
+    ev: &Value,
+    master: Option<&Value>,
+    zones: &mut Zones,
+) -> Result<(), String> {
+    line(out, "BEGIN:VEVENT");
+    let series = master.unwrap_or(ev);
+    let uid = s(series, "/iCalUId")
+        .or_else(|| s(series, "/id"))
         .ok_or_else(|| "event without iCalUId or id".to_owned())?;
-    line(&mut out, &format!("UID:{}", escape_text(uid)));
+    line(out, &format!("UID:{}", escape_text(uid)));
+    if master.is_some() {
+        let original = s(ev, "/originalStart")
+            .ok_or_else(|| "a changed occurrence without originalStart".to_owned())?;
+        line(out, &format!("RECURRENCE-ID:{}", utc_stamp(Some(original))));
+    }
     let stamp = utc_stamp(s(ev, "/lastModifiedDateTime").or_else(|| s(ev, "/createdDateTime")));
-    line(&mut out, &format!("DTSTAMP:{stamp}"));
+    line(out, &format!("DTSTAMP:{stamp}"));
     if let Some(c) = s(ev, "/createdDateTime") {
-        line(&mut out, &format!("CREATED:{}", utc_stamp(Some(c))));
+        line(out, &format!("CREATED:{}", utc_stamp(Some(c))));
     }
     if let Some(m) = s(ev, "/lastModifiedDateTime") {
-        line(&mut out, &format!("LAST-MODIFIED:{}", utc_stamp(Some(m))));
+        line(out, &format!("LAST-MODIFIED:{}", utc_stamp(Some(m))));
     }
     let all_day = ev["isAllDay"].as_bool().unwrap_or(false);
-    time_prop(&mut out, "DTSTART", &ev["start"], all_day)?;
+    time_prop(out, "DTSTART", &ev["start"], all_day, zones)?;
     if !ev["end"].is_null() {
-        time_prop(&mut out, "DTEND", &ev["end"], all_day)?;
+        time_prop(out, "DTEND", &ev["end"], all_day, zones)?;
     }
     if let Some(t) = s(ev, "/subject") {
-        line(&mut out, &format!("SUMMARY:{}", escape_text(t)));
+        line(out, &format!("SUMMARY:{}", escape_text(t)));
     }
     if let Some(l) = s(ev, "/location/displayName") {
-        line(&mut out, &format!("LOCATION:{}", escape_text(l)));
+        line(out, &format!("LOCATION:{}", escape_text(l)));
     }
     if let Some(body) = s(ev, "/body/content") {
         let is_html = s(ev, "/body/contentType").is_some_and(|t| t.eq_ignore_ascii_case("html"));
@@ -295,21 +337,21 @@ pub fn event_to_ics(ev: &Value) -> Result<String, String> {
             body.to_owned()
         };
         if !text.is_empty() {
-            line(&mut out, &format!("DESCRIPTION:{}", escape_text(&text)));
+            line(out, &format!("DESCRIPTION:{}", escape_text(&text)));
         }
     }
     if ev["isCancelled"].as_bool() == Some(true) {
-        line(&mut out, "STATUS:CANCELLED");
+        line(out, "STATUS:CANCELLED");
     }
     if let Some(sens) = s(ev, "/sensitivity") {
         let class = match sens {
             "private" | "confidential" => "PRIVATE",
             _ => "PUBLIC",
         };
-        line(&mut out, &format!("CLASS:{class}"));
+        line(out, &format!("CLASS:{class}"));
     }
     if let Some(o) = ev.get("organizer") {
-        person(&mut out, "ORGANIZER", "", o);
+        person(out, "ORGANIZER", "", o);
     }
     for a in ev["attendees"].as_array().into_iter().flatten() {
         let role = match s(a, "/type") {
@@ -324,17 +366,18 @@ pub fn event_to_ics(ev: &Value) -> Result<String, String> {
             _ => "NEEDS-ACTION",
         };
         person(
-            &mut out,
+            out,
             "ATTENDEE",
             &format!(";ROLE={role};PARTSTAT={partstat}"),
             a,
         );
     }
-    if ev["recurrence"].is_object() {
+    if master.is_none() && ev["recurrence"].is_object() {
         line(
-            &mut out,
+            out,
             &format!("RRULE:{}", rrule(&ev["recurrence"], all_day)?),
         );
+        exdates(out, ev, all_day, zones)?;
     }
     for a in ev["attachments"].as_array().into_iter().flatten() {
         let Some(bytes) = s(a, "/contentBytes") else {
@@ -349,11 +392,10 @@ pub fn event_to_ics(ev: &Value) -> Result<String, String> {
             let _ = write!(l, ";X-FILENAME={}", param(n));
         }
         let _ = write!(l, ";ENCODING=BASE64;VALUE=BINARY:{clean}");
-        line(&mut out, &l);
+        line(out, &l);
     }
-    line(&mut out, "END:VEVENT");
-    line(&mut out, "END:VCALENDAR");
-    Ok(out)
+    line(out, "END:VEVENT");
+    Ok(())
 }
 
 #[cfg(test)]
@@ -454,5 +496,37 @@ mod tests {
         let ics = event_to_ics(&all_day).unwrap();
         assert!(ics.contains("DTSTART;VALUE=DATE:20261224\r\n"));
         assert!(event_to_ics(&json!({"id": "x"})).is_err());
+    }
+
+    #[test]
+    fn zoned_series_carry_a_vtimezone_exdates_and_changed_occurrences() {
+        let ev = json!({
+            "iCalUId": "series-1", "subject": "Weekly",
+            "start": {"dateTime": "2026-03-02T09:30:00.0000000", "timeZone": "W. Europe Standard Time"},
+            "end": {"dateTime": "2026-03-02T10:00:00.0000000", "timeZone": "W. Europe Standard Time"},
+            "recurrence": {"pattern": {"type": "weekly", "interval": 1, "daysOfWeek": ["monday"]},
+                "range": {"type": "numbered", "numberOfOccurrences": 6}},
+            "cancelledOccurrences": ["OID.AAMkAD=.2026-03-16"],
+            "exceptionOccurrences": [{"id": "ex", "subject": "Weekly (moved)", "originalStart": "2026-03-23T08:30:00Z",
+                "start": {"dateTime": "2026-03-24T11:00:00.0000000", "timeZone": "W. Europe Standard Time"},
+                "end": {"dateTime": "2026-03-24T11:30:00.0000000", "timeZone": "W. Europe Standard Time"}}]
+        });
+        let ics = event_to_ics(&ev).unwrap().replace("\r\n ", "");
+        assert_eq!(ics.matches("BEGIN:VTIMEZONE").count(), 1, "{ics}");
+        assert!(ics.contains("TZID:Europe/Berlin\r\n"));
+        assert!(ics.contains("DTSTART;TZID=Europe/Berlin:20260302T093000\r\n"));
+        assert!(ics.contains("EXDATE;TZID=Europe/Berlin:20260316T093000\r\n"));
+        assert_eq!(ics.matches("BEGIN:VEVENT").count(), 2);
+        assert_eq!(ics.matches("UID:series-1\r\n").count(), 2);
+        assert!(ics.contains("RECURRENCE-ID:20260323T083000Z\r\n"));
+        // Two in the VTIMEZONE, one for the series (none for the changed occurrence).
+        assert_eq!(ics.matches("RRULE:").count(), 3, "{ics}");
+        // The VTIMEZONE comes before the events.
+        assert!(ics.find("END:VTIMEZONE").unwrap() < ics.find("BEGIN:VEVENT").unwrap());
+        // An unknown zone keeps its name, without a VTIMEZONE.
+        let odd = json!({"id": "x", "start": {"dateTime": "2026-01-01T10:00:00", "timeZone": "Mars Standard Time"}});
+        let ics = event_to_ics(&odd).unwrap();
+        assert!(ics.contains("DTSTART;TZID=Mars Standard Time:20260101T100000"));
+        assert!(!ics.contains("VTIMEZONE"));
     }
 }

@@ -23,6 +23,7 @@ pub mod html;
 pub mod ics;
 pub mod mbox;
 pub mod names;
+mod tz;
 pub mod vcf;
 pub mod zip;
 

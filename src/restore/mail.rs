@@ -1,9 +1,12 @@
 //! Mail: the folder tree under the selection is found or created by display name, then each
-//! message is created from its MIME in the right folder, and its received and sent dates, read
-//! state and flag are set as far as Graph allows (see `docs/restore-limits.md`).
+//! message is rebuilt from its MIME and metadata as Graph JSON and created in the right folder
+//! as a received message (not a draft) with its dates, read state and flag, its attachments
+//! added after it; signed and encrypted messages are created from their MIME as they are (see
+//! `docs/restore-limits.md`).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::Ordering;
 
 use backhome_graph::{Call, ErrorClass, encode_segment};
 use backhome_store::NodeKind;
@@ -12,6 +15,7 @@ use bytes::Bytes;
 use futures_util::TryStreamExt;
 use serde_json::{Value, json};
 
+use super::mail_json::{Attachment, Plan};
 use super::{Conflict, Item, ItemError, Job, Outcome, RestoreError, Selection};
 
 /// Messages of each folder: folder id → `internetMessageId` → message ids.
@@ -258,22 +262,32 @@ impl Target<'_> {
             }
         }
         let mime = self.job.read_all(&item.version).await?;
-        let encoded = base64::engine::general_purpose::STANDARD.encode(&mime);
-        self.job
-            .progress
-            .bytes_uploaded
-            .fetch_add(mime.len() as u64, std::sync::atomic::Ordering::Relaxed);
-        drop(mime);
-        let call = Call::post_json(
-            format!(
-                "{}/mailFolders/{}/messages",
-                self.base,
-                encode_segment(folder)
-            ),
-            &Value::Null,
-        )?
-        .resource(self.base.clone())
-        .body("text/plain", Bytes::from(encoded))?;
+        let plan =
+            super::mail_json::rebuild(&mime, meta).map_err(|e| ItemError::Other(e.to_string()))?;
+        match plan {
+            Plan::Json {
+                message,
+                attachments,
+            } => {
+                drop(mime);
+                self.create_from_json(folder, imid.as_deref(), message, attachments)
+                    .await
+            }
+            Plan::Mime => {
+                self.create_from_mime(folder, imid.as_deref(), &mime, meta)
+                    .await
+            }
+        }
+    }
+
+    /// Creates a message in `folder`: after a lost answer, a message with the same
+    /// `internetMessageId` that was not there before is taken as the one created.
+    async fn create(
+        &self,
+        folder: &str,
+        imid: Option<&str>,
+        call: Call,
+    ) -> Result<String, ItemError> {
         let id = match self.job.client.json::<Value>(call).await {
             Ok(created) => created
                 .get("id")
@@ -281,9 +295,8 @@ impl Target<'_> {
                 .map(str::to_owned)
                 .ok_or_else(|| ItemError::Other("Graph created a message without an id".into()))?,
             Err(e) if matches!(e.class(), ErrorClass::Temporary) && imid.is_some() => {
-                // The answer was lost: the message may have been created. Look before failing,
-                // so that a retry never makes a duplicate.
-                let imid = imid.as_deref().unwrap_or_default();
+                // Look before failing, so that a retry never makes a duplicate.
+                let imid = imid.unwrap_or_default();
                 let known = self.existing(folder, imid)?;
                 self.load_messages(folder).await?;
                 let found = self.existing(folder, imid)?;
@@ -294,9 +307,91 @@ impl Target<'_> {
             }
             Err(e) => return Err(e.into()),
         };
-        if let (Some(imid), Some(m)) = (&imid, self.cache()?.get_mut(folder)) {
-            m.entry(imid.clone()).or_default().push(id.clone());
+        if let (Some(imid), Some(m)) = (imid, self.cache()?.get_mut(folder)) {
+            m.entry(imid.to_owned()).or_default().push(id.clone());
         }
+        Ok(id)
+    }
+
+    /// A message rebuilt as JSON: created as received (not a draft) with its read state, flag
+    /// and dates, then its larger attachments added. If an attachment cannot be added, the
+    /// incomplete message is deleted again, so that a later run restores it whole.
+    async fn create_from_json(
+        &self,
+        folder: &str,
+        imid: Option<&str>,
+        mut message: Value,
+        attachments: Vec<Attachment>,
+    ) -> Result<Outcome, ItemError> {
+        let (with, after) = super::mail_attach::split(attachments);
+        if !with.is_empty() {
+            message["attachments"] = Value::Array(with.iter().map(Attachment::json).collect());
+        }
+        let sent: usize = with.iter().map(|a| a.bytes.len()).sum();
+        let call = Call::post_json(
+            format!(
+                "{}/mailFolders/{}/messages",
+                self.base,
+                encode_segment(folder)
+            ),
+            &message,
+        )?
+        .resource(self.base.clone());
+        drop(message);
+        let id = self.create(folder, imid, call).await?;
+        let uploaded = &self.job.progress.bytes_uploaded;
+        uploaded.fetch_add(sent as u64, Ordering::Relaxed);
+        for a in &after {
+            if let Err(e) =
+                super::mail_attach::add(&self.job.client, &self.base, &id, a, uploaded).await
+            {
+                self.forget(folder, imid, &id).await;
+                return Err(ItemError::Other(format!(
+                    "the attachment {:?} could not be added, so the message was removed again: {e}",
+                    a.name
+                )));
+            }
+        }
+        Ok(Outcome::Restored)
+    }
+
+    /// Deletes a message this run created (best effort) and forgets it.
+    async fn forget(&self, folder: &str, imid: Option<&str>, id: &str) {
+        let call = Call::delete(format!("{}/messages/{}", self.base, encode_segment(id)))
+            .resource(self.base.clone());
+        if self.job.client.send(call).await.is_ok()
+            && let (Some(imid), Ok(mut cache)) = (imid, self.cache())
+            && let Some(ids) = cache.get_mut(folder).and_then(|m| m.get_mut(imid))
+        {
+            ids.retain(|i| i != id);
+        }
+    }
+
+    /// A signed or encrypted message: created from its MIME as it is (Graph makes it a draft),
+    /// then given what a `PATCH` can set.
+    async fn create_from_mime(
+        &self,
+        folder: &str,
+        imid: Option<&str>,
+        mime: &[u8],
+        meta: &Value,
+    ) -> Result<Outcome, ItemError> {
+        let encoded = base64::engine::general_purpose::STANDARD.encode(mime);
+        self.job
+            .progress
+            .bytes_uploaded
+            .fetch_add(mime.len() as u64, Ordering::Relaxed);
+        let call = Call::post_json(
+            format!(
+                "{}/mailFolders/{}/messages",
+                self.base,
+                encode_segment(folder)
+            ),
+            &Value::Null,
+        )?
+        .resource(self.base.clone())
+        .body("text/plain", Bytes::from(encoded))?;
+        let id = self.create(folder, imid, call).await?;
         let patch = patch_body(meta);
         let call = Call::patch_json(
             format!("{}/messages/{}", self.base, encode_segment(&id)),
@@ -314,7 +409,8 @@ impl Target<'_> {
     }
 }
 
-/// The PATCH that gives a message created from MIME back what Graph lets us set: read state,
+/// The PATCH that gives a message created from MIME (signed or encrypted ones) back what Graph
+/// lets us set: read state,
 /// flag, categories, importance, and the received and sent times through MAPI properties.
 pub(crate) fn patch_body(meta: &Value) -> Value {
     let mut body = serde_json::Map::new();

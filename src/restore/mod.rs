@@ -11,6 +11,8 @@
 
 mod files;
 mod mail;
+mod mail_attach;
+mod mail_json;
 mod outlook;
 mod source;
 mod teams;

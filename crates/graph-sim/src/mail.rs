@@ -15,6 +15,9 @@ use crate::state::SimState;
 use crate::tenant::{MailFolder, Mailbox, MailboxCell, Message, MessageBody, Removed, UserKind};
 use crate::time_fmt::{iso, now, parse_iso, parse_rfc2822};
 
+#[path = "mail_upload.rs"]
+mod upload;
+
 /// 404 for users without an Exchange Online mailbox.
 #[must_use]
 pub fn no_mailbox() -> GraphResponse {
@@ -270,7 +273,7 @@ pub fn message_json(
         2 => json!({"flagStatus": "complete"}),
         _ => json!({"flagStatus": "notFlagged"}),
     };
-    json!({
+    let mut out = json!({
         "@odata.type": "#microsoft.graph.message",
         "@odata.etag": etag(m),
         "id": message_id(state, mb.idx, m, immutable),
@@ -302,7 +305,62 @@ pub fn message_json(
         "bccRecipients": [],
         "replyTo": [],
         "flag": flag,
-    })
+    });
+    match &m.body {
+        MessageBody::Json(stored) => json_overrides(&mut out, stored),
+        MessageBody::Mime(raw) => mime_people(&mut out, raw),
+        MessageBody::Generated => {}
+    }
+    out
+}
+
+/// `sender`, `bccRecipients` and `replyTo` of a message created from MIME, from its headers.
+fn mime_people(out: &mut Value, raw: &[u8]) {
+    let Some(parsed) = crate::mime_parse::parse(raw) else {
+        return;
+    };
+    let list = |h: &str| -> Vec<Value> {
+        crate::mime_parse::addresses(parsed.header(h).unwrap_or(""))
+            .into_iter()
+            .map(|(name, address)| pjson(&Person { name, address }))
+            .collect()
+    };
+    if let Some(sender) = list("sender").into_iter().next() {
+        out["sender"] = sender;
+    }
+    out["bccRecipients"] = Value::Array(list("bcc"));
+    out["replyTo"] = Value::Array(list("reply-to"));
+}
+
+/// What a message created from JSON shows as given at creation (Graph keeps these).
+fn json_overrides(out: &mut Value, stored: &Value) {
+    if let Some(imid) = stored["internetMessageId"]
+        .as_str()
+        .filter(|s| !s.is_empty())
+    {
+        out["internetMessageId"] = Value::String(imid.to_string());
+    }
+    for k in [
+        "importance",
+        "categories",
+        "bccRecipients",
+        "replyTo",
+        "sender",
+    ] {
+        if !stored[k].is_null() {
+            out[k] = stored[k].clone();
+        }
+    }
+    let flag: serde_json::Map<String, Value> = stored["flag"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(k, _)| k.as_str() != "flagStatus")
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    if let Some(o) = out["flag"].as_object_mut() {
+        o.extend(flag);
+    }
 }
 
 fn folder_json(state: &SimState, mb: &Mailbox, f: &MailFolder) -> Value {
@@ -675,6 +733,26 @@ fn message_route(
         }),
         (Method::Get, ["attachments", ..]) => attachments(state, req, cell, owner, id, &tail[1..]),
         (Method::Post, ["attachments"]) => add_attachment(state, req, cell, id),
+        (Method::Post, ["attachments", "createuploadsession"]) => {
+            let graph = state.graph();
+            let base = format!("{graph}/users/{}/messages/{id}", owner.address);
+            state.tenant.with_mailbox(cell, |mb| {
+                match resolve_message(state, mb, id).and_then(|s| mb.message(s)) {
+                    Some(m) => upload::create(
+                        &graph,
+                        &base,
+                        req,
+                        mb.idx,
+                        m.serial,
+                        matches!(m.body, MessageBody::Json(_)),
+                    ),
+                    None => GraphResponse::exchange_not_found(),
+                }
+            })
+        }
+        (Method::Put | Method::Get | Method::Delete, ["attachmentsessions", session]) => {
+            session_fragment(state, req, cell, id, session)
+        }
         (Method::Patch, []) => patch_message(state, req, cell, owner, id),
         (Method::Delete, []) => {
             let seq = state.tenant.next_seq();
@@ -924,6 +1002,11 @@ fn create_message(
         if let Some(r) = body["isRead"].as_bool() {
             m.is_read = r;
         }
+        m.flag = match body["flag"]["flagStatus"].as_str() {
+            Some("flagged") => 1,
+            Some("complete") => 2,
+            _ => 0,
+        };
         apply_ext_props(&mut m, &body["singleValueExtendedProperties"], true);
         let mut stored = body.clone();
         if let Value::Object(o) = &mut stored {
@@ -1051,6 +1134,46 @@ fn add_attachment(
             "contentBytes must be valid base64.",
         );
     }
+    attach(state, cell, id, body, None)
+}
+
+/// A fragment of an attachment upload session; the last one attaches the file.
+fn session_fragment(
+    state: &SimState,
+    req: &GraphRequest,
+    cell: &MailboxCell,
+    id: &str,
+    session: &str,
+) -> GraphResponse {
+    let Some((mailbox, serial)) = state.tenant.with_mailbox(cell, |mb| {
+        resolve_message(state, mb, id).map(|s| (mb.idx, s))
+    }) else {
+        return GraphResponse::exchange_not_found();
+    };
+    match upload::fragment(req, mailbox, serial, session) {
+        upload::Fragment::Answer(a) => a,
+        upload::Fragment::Done(item) => {
+            let owner = owner(state, mailbox);
+            let prefix = format!(
+                "{}/users/{}/messages/{id}/attachments",
+                state.graph(),
+                owner.address
+            );
+            attach(state, cell, id, item, Some(prefix))
+        }
+    }
+}
+
+/// Adds a file attachment (JSON with `contentBytes`) to a message created from JSON; answers the
+/// attachment without its bytes, or (with a `location` prefix) `201` with an empty body and a
+/// `Location` header.
+fn attach(
+    state: &SimState,
+    cell: &MailboxCell,
+    id: &str,
+    body: Value,
+    location: Option<String>,
+) -> GraphResponse {
     let seq = state.tenant.next_seq();
     state.tenant.with_mailbox_mut(cell, |mb| {
         let Some(s) = resolve_message(state, mb, id) else {
@@ -1082,6 +1205,9 @@ fn add_attachment(
             serial: s,
             sub: u32::try_from(index).unwrap_or(0),
         });
+        if let Some(prefix) = location {
+            return GraphResponse::empty(201).with_header("Location", format!("{prefix}/{aid}"));
+        }
         let mut out = body;
         out["id"] = Value::String(aid);
         if let Some(o) = out.as_object_mut() {
