@@ -128,3 +128,25 @@ export function overallFraction(p: Progress): number | null {
   for (const o of Object.values(p.objects)) done += objectFraction(o) ?? 0;
   return Math.min(1, done / total);
 }
+
+/**
+ * The rows of the progress table, by name. A site's libraries report their items under
+ * `<site>/<library>`: they are added to the site's row, whose activity names the library.
+ */
+export function progressRows(p: Progress): [string, ObjectProgress][] {
+  const rows = new Map<string, ObjectProgress>();
+  const names = Object.keys(p.objects).sort((a, b) => a.localeCompare(b));
+  for (const name of names) rows.set(name, { ...p.objects[name] });
+  for (const name of names) {
+    const part = p.objects[name];
+    if (part.containers_total !== undefined && part.containers_total > 0) continue;
+    const owner = names.find((o) => o !== name && name.startsWith(`${o}/`) && (p.objects[o].containers_total ?? 0) > 0);
+    const row = owner === undefined ? undefined : rows.get(owner);
+    if (!owner || !row) continue;
+    row.items += part.items;
+    row.bytes += part.bytes;
+    if (!row.done && part.activity) row.activity = `${part.activity}: ${name.slice(owner.length + 1)}`;
+    rows.delete(name);
+  }
+  return [...rows.entries()];
+}

@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { ApiError, type Progress } from '../lib/api';
-import { followProgress, objectFraction, overallFraction } from '../lib/live';
+import { followProgress, objectFraction, overallFraction, progressRows } from '../lib/live';
 
 const progress = (run: number, extra: Partial<Progress> = {}): Progress => ({ run, items_added: run, bytes_downloaded: 0, objects: {}, ...extra });
 const gone = () => new ApiError(404, 'not_found', 'no backup is running');
@@ -100,5 +100,20 @@ describe('fractions', () => {
     });
     expect(overallFraction(p)).toBe(0.375);
     expect(overallFraction(progress(1))).toBeNull();
+  });
+});
+
+describe('progressRows', () => {
+  it('adds a site library\'s items to its site', () => {
+    const site = 'https://t.sharepoint.com/sites/hr';
+    const rows = progressRows(progress(1, {
+      objects: {
+        [site]: { items: 0, bytes: 0, activity: '', done: false, containers_total: 2, containers_done: 1 },
+        [`${site}/Documents`]: { items: 3, bytes: 30, activity: 'files', done: false },
+        'a@b': { items: 1, bytes: 5, activity: 'mail: /Inbox', done: false, containers_total: 4, containers_done: 1 },
+      },
+    }));
+    expect(rows.map(([n]) => n)).toEqual(['a@b', site]);
+    expect(rows[1][1]).toEqual({ items: 3, bytes: 30, activity: 'files: Documents', done: false, containers_total: 2, containers_done: 1 });
   });
 });
