@@ -284,6 +284,9 @@ test('backup progress moves', async () => {
   // New mail for every user so the run has work to show.
   await simPost('mutate', users.slice(0, 6).flatMap((u) => Array.from({ length: 15 }, () => ({ op: 'add_message', user: u }))));
   const page = await signedIn('admin');
+  // Live progress comes over the event stream (polling is only the fallback).
+  const streams = [];
+  page.on('response', (r) => { if (r.url().includes('/progress/stream')) streams.push(r.status()); });
   await page.goto(`${url}#/admin/task/${demo.name}`);
   await page.getByRole('button', { name: 'Back up now' }).click();
   const items = page.getByTestId('overall-items');
@@ -311,6 +314,7 @@ test('backup progress moves', async () => {
   }
   check(seen.size >= 2, `the progress did not move: ${[...seen].join(' | ')}`);
   check(state.determinate, `no account showed a determinate bar with its folders counted: ${state.determinateSeen ?? 'nothing'}`);
+  check(streams.includes(200), `the page did not follow the run's event stream: ${JSON.stringify(streams)}`);
   await simPost('latency', { ms: 0 });
   await waitIdle(demo.name);
   await page.getByText('No backup is running.').waitFor({ timeout: 20_000 });
