@@ -994,7 +994,8 @@ utc = datetime.timezone.utc
 bad, checked = [], 0
 for n in sorted(os.listdir(sys.argv[1])):
     cal = icalendar.Calendar.from_ical(open(os.path.join(sys.argv[1], n), 'rb').read())
-    zones = {str(c['TZID']): c.to_tz() for c in cal.walk('VTIMEZONE')}
+    # Built from the component itself, not looked up by its IANA id.
+    zones = {str(c['TZID']): c.to_tz(lookup_tzid=False) for c in cal.walk('VTIMEZONE')}
     for ev in cal.walk('VEVENT'):
         start = ev.decoded('DTSTART')
         tzid = ev['DTSTART'].params.get('TZID')
