@@ -77,8 +77,8 @@ pub struct NotificationSettings {
     pub run_succeeded: bool,
     /// Retention (pruning old restore points and snapshots) failed after a backup.
     pub retention_failed: bool,
-    /// A task's certificate expires within `certificate_days` days (checked before each backup,
-    /// at most one notice a day per task).
+    /// A task's certificate expires within `certificate_days` days (checked before each backup
+    /// and every six hours, at most one notice a day per task).
     pub certificate_expiring: bool,
     /// How many days ahead of expiry to warn (1–365).
     pub certificate_days: u32,

@@ -286,6 +286,47 @@ pub fn retention_policy(r: &Retention) -> Option<RetentionPolicy> {
     }
 }
 
+/// How often every task's certificate is checked, besides before each backup (tasks that back
+/// up by hand may not run for weeks).
+const CERTIFICATE_CHECK_EVERY: Duration = Duration::from_secs(6 * 3600);
+/// The first check waits this long after start.
+const CERTIFICATE_FIRST_CHECK: Duration = Duration::from_secs(120);
+
+/// Notices certificates that expire soon, for every task, until the runtime stops.
+async fn watch_certificates(data_dir: PathBuf, notifier: Notifier, clock: Arc<dyn Clock>) {
+    tokio::time::sleep(CERTIFICATE_FIRST_CHECK).await;
+    loop {
+        let (dir, n, now) = (data_dir.clone(), notifier.clone(), clock.now());
+        match tokio::task::spawn_blocking(move || check_certificates(&dir, &n, now)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "certificates not checked"),
+            Err(e) => tracing::warn!(error = %e, "certificate check died"),
+        }
+        tokio::time::sleep(CERTIFICATE_CHECK_EVERY).await;
+    }
+}
+
+/// Checks every task's certificate at `now`: those within the notification settings' days are
+/// noticed (once a day per task).
+fn check_certificates(
+    data_dir: &std::path::Path,
+    notifier: &Notifier,
+    now: OffsetDateTime,
+) -> Result<(), TaskStoreError> {
+    let store = TaskStore::open(data_dir)?;
+    for spec in store.list()? {
+        let status = store
+            .credentials(&spec.name)
+            .map_err(|e| e.to_string())
+            .and_then(|c| crate::register::cert::status(&c, now).map_err(|e| e.to_string()));
+        match status {
+            Ok(c) => notifier.certificate(&spec.name, c.days_left, now),
+            Err(e) => tracing::warn!(task = %spec.name, error = %e, "certificate expiry not read"),
+        }
+    }
+    Ok(())
+}
+
 impl RunManager {
     /// A manager for the tasks of `data_dir`, running at most `max_concurrent` backups at once on
     /// `runtime`.
@@ -301,6 +342,11 @@ impl RunManager {
     ) -> Result<Self, HistoryError> {
         let history = History::open(&data_dir)?;
         let notifier = notifier.with_settings(&data_dir);
+        runtime.spawn(watch_certificates(
+            data_dir.clone(),
+            notifier.clone(),
+            Arc::clone(&clock),
+        ));
         Ok(Self {
             data_dir,
             runtime,
@@ -715,5 +761,52 @@ impl RunManager {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn certificates_expiring_soon_are_noticed() {
+        let d = tempfile::tempdir().unwrap();
+        let out = d.path().join("out");
+        let script = d.path().join("notify.sh");
+        std::fs::write(
+            &script,
+            format!("#!/bin/sh\nprintf '%s|' \"$@\" >> {}\n", out.display()),
+        )
+        .unwrap();
+        let mut perms = std::fs::metadata(&script).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+        std::fs::set_permissions(&script, perms).unwrap();
+        let store = TaskStore::open(d.path()).unwrap();
+        for (name, days) in [("soon", 10), ("later", 200)] {
+            let cert = crate::register::cert::generate(name, days).unwrap();
+            let spec = TaskSpec::new(
+                name,
+                "8f0c3a52-3b7e-4d7a-9a51-2f7c1e0b6d11",
+                "1d4c2b9e-6a3f-4e8b-8c7d-5b2a9f0e3c44",
+                d.path().join(name),
+            );
+            store.create(&spec, &cert.credentials()).unwrap();
+        }
+        drop(store);
+        let n = Notifier::new(Some(script)).with_settings(d.path());
+        let now = OffsetDateTime::now_utc();
+        check_certificates(d.path(), &n, now).unwrap();
+        check_certificates(d.path(), &n, now).unwrap();
+        let text = std::fs::read_to_string(&out).unwrap();
+        assert_eq!(
+            text.matches("Backhome certificate expiring").count(),
+            1,
+            "{text}"
+        );
+        assert!(
+            text.contains("Task soon: the certificate expires in"),
+            "{text}"
+        );
+        assert!(!text.contains("later"), "{text}");
     }
 }
