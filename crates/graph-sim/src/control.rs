@@ -408,6 +408,7 @@ fn mutate(state: &SimState, op: &Value) -> Result<Value, String> {
                     };
                     let size = match &content {
                         FileContent::Stored(b) => b.len() as u64,
+                        FileContent::Spooled(f) => f.len(),
                         FileContent::Generated { .. } => size,
                     };
                     let (sn, _) = crate::files::put_file(

@@ -603,7 +603,7 @@ pub fn route(state: &SimState, req: &GraphRequest, group: &str, rest: &[&str]) -
             let items: Vec<Value> = {
                 let gt = g.threads(state).read();
                 let mut v: Vec<&Thread> = gt.threads.iter().flatten().collect();
-                v.sort_by_key(|t| std::cmp::Reverse(t.last_delivered()));
+                v.sort_by_key(|t| std::cmp::Reverse((t.last_delivered(), t.serial)));
                 v.into_iter().map(|t| thread_json(&ids, t)).collect()
             };
             match filter_threads(req, items) {

@@ -368,11 +368,15 @@ fn write(state: &SimState, req: &GraphRequest, drive: u32, rest: &[&str]) -> Gra
                 }
                 let fs = &item["fileSystemInfo"];
                 let fs_info = (fs["createdDateTime"].as_str().and_then(crate::time_fmt::parse_iso), fs["lastModifiedDateTime"].as_str().and_then(crate::time_fmt::parse_iso));
+                let spool = match crate::spool::SpoolWriter::create(&state.spool_dir) {
+                    Ok(s) => s,
+                    Err(e) => return GraphResponse::error(500, "generalException", &format!("The upload could not be started: {e}")),
+                };
                 let id = uuid::Uuid::new_v4().simple().to_string();
                 let expires = now() + 3600;
                 state.uploads.lock().insert(id.clone(), UploadSession {
                     drive, parent, name, conflict,
-                    total: item["fileSize"].as_u64(), data: Vec::new(), expires, fs_info,
+                    total: item["fileSize"].as_u64(), data: spool, expires, fs_info,
                 });
                 GraphResponse::ok(json!({"uploadUrl": format!("{}/_up/{id}", state.base), "expirationDateTime": crate::time_fmt::iso_ms(expires * 1000), "nextExpectedRanges": ["0-"]}))
             }
@@ -711,6 +715,30 @@ pub async fn download(req: HttpRequest, state: web::Data<SimState>) -> HttpRespo
             let e = usize::try_from(start + len).unwrap_or(0).min(bytes.len());
             b.body(bytes.slice(s.min(e)..e))
         }
+        FileContent::Spooled(file) => {
+            const CHUNK: u64 = 256 * 1024;
+            // The file stays while a download reads it, even if a new version replaces it.
+            let stream = stream::unfold(start, move |pos| {
+                let file = file.clone();
+                async move {
+                    if pos >= start + len {
+                        return None;
+                    }
+                    let n = CHUNK.min(start + len - pos);
+                    let read = tokio::task::spawn_blocking(move || {
+                        file.read_at(pos, usize::try_from(n).unwrap_or(0))
+                    })
+                    .await
+                    .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
+                    match read {
+                        Ok(buf) => Some((Ok::<Bytes, std::io::Error>(Bytes::from(buf)), pos + n)),
+                        // Ends the stream after the error: the client sees a broken body.
+                        Err(e) => Some((Err(e), start + len)),
+                    }
+                }
+            });
+            b.body(SizedStream::new(len, stream))
+        }
         FileContent::Generated { seed, text } => {
             const CHUNK: u64 = 256 * 1024;
             let stream = stream::unfold(start, move |pos| async move {
@@ -762,14 +790,18 @@ pub async fn upload_fragment(
         return graph_err(404, "itemNotFound", "The upload session was not found.");
     };
     if session.expires < now() {
-        sessions.remove(&id);
+        if let Some(s) = sessions.remove(&id) {
+            s.data.discard();
+        }
         return graph_err(404, "itemNotFound", "The upload session has expired.");
     }
     let progress = |s: &UploadSession| json!({"expirationDateTime": crate::time_fmt::iso_ms(s.expires * 1000), "nextExpectedRanges": [format!("{}-", s.data.len())]});
     match method.as_str() {
         "GET" => return HttpResponse::Ok().json(progress(session)),
         "DELETE" => {
-            sessions.remove(&id);
+            if let Some(s) = sessions.remove(&id) {
+                s.data.discard();
+            }
             return HttpResponse::NoContent().finish();
         }
         "PUT" => {}
@@ -818,7 +850,7 @@ pub async fn upload_fragment(
             "The fragment length does not match Content-Range.",
         );
     }
-    let have = session.data.len() as u64;
+    let have = session.data.len();
     if start < have {
         return graph_err(
             416,
@@ -854,8 +886,14 @@ pub async fn upload_fragment(
             "Fragments must be smaller than 60 MiB.",
         );
     }
-    session.data.extend_from_slice(&body);
-    if (session.data.len() as u64) < total {
+    if let Err(e) = session.data.append(&body) {
+        return graph_err(
+            507,
+            "insufficientStorage",
+            &format!("The fragment could not be stored: {e}"),
+        );
+    }
+    if session.data.len() < total {
         return HttpResponse::Accepted().json(progress(session));
     }
     let Some(done) = sessions.remove(&id) else {
@@ -867,14 +905,14 @@ pub async fn upload_fragment(
     };
     let seq = state.tenant.next_seq();
     let drive_id = state.tenant.codec.drive(done.drive);
-    let size = done.data.len() as u64;
+    let size = done.data.len();
     let result = state.tenant.with_drive_mut(&cell, |d| {
         put_file(
             d,
             done.parent,
             &done.name,
             &done.conflict,
-            FileContent::Stored(Bytes::from(done.data)),
+            FileContent::Spooled(std::sync::Arc::new(done.data.finish())),
             size,
             done.fs_info,
             seq,

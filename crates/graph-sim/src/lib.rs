@@ -68,6 +68,7 @@ mod rng;
 mod router;
 mod server;
 mod snapshot;
+mod spool;
 mod state;
 mod teams;
 mod tenant;

@@ -96,6 +96,7 @@ pub(crate) async fn start(options: SimOptions) -> Result<RunningSim, SimError> {
         throttle: crate::throttle::Throttle::new(options.throttle.clone()),
         latency_ms: AtomicU64::new(options.latency_ms),
         uploads: parking_lot::Mutex::new(std::collections::HashMap::new()),
+        spool_dir: dir.clone(),
         url_key: key.iter().rev().copied().collect(),
         app_id,
         app_cert,

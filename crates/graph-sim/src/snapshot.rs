@@ -30,6 +30,7 @@ fn hex(h: blake3::Hash) -> String {
 pub fn hash_file(content: &FileContent, size: u64) -> String {
     match content {
         FileContent::Stored(b) => hex(blake3::hash(b)),
+        FileContent::Spooled(f) => f.hash_hex(),
         FileContent::Generated { seed, text } => {
             let mut h = blake3::Hasher::new();
             let mut buf = vec![0u8; 1 << 20];

@@ -26,8 +26,8 @@ pub struct UploadSession {
     pub conflict: String,
     /// Declared size, known after the first fragment when not given.
     pub total: Option<u64>,
-    /// Bytes received so far (fragments arrive in order).
-    pub data: Vec<u8>,
+    /// Bytes received so far (fragments arrive in order), spooled to a file.
+    pub data: crate::spool::SpoolWriter,
     /// Expiry (Unix seconds).
     pub expires: i64,
     /// `fileSystemInfo` to apply: (created, modified).
@@ -52,6 +52,8 @@ pub struct SimState {
     pub latency_ms: AtomicU64,
     /// Open upload sessions by id.
     pub uploads: Mutex<HashMap<String, UploadSession>>,
+    /// Where uploaded content is spooled (the state directory).
+    pub spool_dir: std::path::PathBuf,
     /// Key that signs pre-authenticated download URLs.
     pub url_key: Vec<u8>,
     /// The pre-registered app's id.

@@ -401,8 +401,10 @@ pub enum FileContent {
         /// Text or binary.
         text: bool,
     },
-    /// Uploaded bytes.
+    /// Uploaded bytes (small simple uploads and control API content).
     Stored(Bytes),
+    /// Uploaded bytes spooled to a file (upload sessions).
+    Spooled(Arc<crate::spool::SpoolFile>),
 }
 
 /// One version of a file.
