@@ -97,6 +97,9 @@ sysroot="$(rustc --print sysroot)"
 #   turns with it (flock).
 # - C code gets no prefix maps: they would land in OpenSSL's "compiler:" string instead; its __FILE__
 #   names are relative to its build folder.
+# - OpenSSL also writes a "built on" date, from SOURCE_DATE_EPOCH. For the compile that is the constant
+#   0: the C libraries' build scripts watch the variable, so a date that moved with every commit would
+#   rebuild all C code (and everything above it) at each commit, for nothing.
 fixed_target=/tmp/backhome-spk-target
 remap=(--remap-path-prefix="$root=/backhome" --remap-path-prefix="$fixed_target=/target"
     --remap-path-prefix="$cargo_home=/cargo" --remap-path-prefix="$sysroot=/rustc-sysroot")
@@ -129,7 +132,7 @@ cargo_fixed() {
     (
         flock 9
         ln -sfn "$target_dir" "$fixed_target"
-        CARGO_TARGET_DIR="$fixed_target" cargo "$@"
+        SOURCE_DATE_EPOCH=0 CARGO_TARGET_DIR="$fixed_target" cargo "$@"
     ) 9>"$fixed_target.lock"
 }
 
