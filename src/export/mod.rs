@@ -19,6 +19,7 @@
 //! command line picks it when several folders of the selection hold mail.
 
 mod convert;
+pub mod group_thread;
 pub mod html;
 pub mod ics;
 pub mod mbox;
