@@ -211,7 +211,8 @@ for a in "${arches[@]}"; do
     chmod 644 "$spk"/conf/* "$spk"/WIZARD_UIFILES/*
     chmod 755 "$spk"/WIZARD_UIFILES/*.sh
     install -m 644 spk/icons/PACKAGE_ICON.PNG spk/icons/PACKAGE_ICON_256.PNG "$spk/"
-    extract_kb=$(( ($(du -s --apparent-size --block-size=1 "$pkg" | cut -f1) + 1023) / 1024 ))
+    # The files' bytes only: du would add the folders' sizes, which depend on the file system of $work.
+    extract_kb=$(find "$pkg" -type f -printf '%s\n' | awk '{ n += $1 } END { printf "%d\n", (n + 1023) / 1024 }')
     {
         sed -e "s/@VERSION@/$version/" -e "s/@ARCH@/$dsm_arch/" INFO
         echo "extractsize=\"$extract_kb\""
