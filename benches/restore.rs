@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use backhome::backup::{self, Progress};
 use backhome::restore::{self, Conflict, RestoreProgress, RestoreRequest};
 use backhome::task::{Credentials, Service, TaskSpec, TaskStore};
-use backhome_store::{Repository, RunId};
+use backhome_store::{CreateOptions, Repository, RunId};
 use graph_sim::{Profile, SimOptions, Simulator};
 use serde_json::{Value, json};
 
@@ -192,7 +192,7 @@ async fn main() {
         .await;
     }
 
-    let repo = Repository::open(&spec.repo, None).unwrap();
+    let repo = Repository::create(&spec.repo, &CreateOptions::default()).unwrap();
     let started = Instant::now();
     let summary = backup::run(
         backhome::connect::client(&spec, &creds).unwrap(),
