@@ -138,7 +138,7 @@ async fn main() {
         .unwrap_or(5000);
     let dir = tempfile::tempdir().unwrap();
     let mut opts = SimOptions::new(Profile::Bench);
-    opts.users = Some(USERS + 1);
+    opts.users = Some(USERS + 4);
     opts.messages_per_user = Some(messages);
     opts.files_per_user = Some(40);
     opts.throttle.enabled = true;
@@ -168,28 +168,36 @@ async fn main() {
         .unwrap();
 
     // The users; the last one gets the large files of the export.
-    let users: Value = backhome::connect::client(&spec, &creds)
-        .unwrap()
+    let client = backhome::connect::client(&spec, &creds).unwrap();
+    let users: Value = client
         .json(backhome_graph::Call::get("/users?$top=100"))
         .await
         .unwrap();
-    let upns: Vec<String> = users["value"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|u| u["userPrincipalName"].as_str().map(str::to_owned))
-        .take(USERS + 1)
-        .collect();
+    // Users with a mailbox and a OneDrive (rooms and shared mailboxes have no drive).
+    let mut upns: Vec<String> = Vec::new();
+    for u in users["value"].as_array().unwrap() {
+        let Some(upn) = u["userPrincipalName"].as_str() else {
+            continue;
+        };
+        let drive = client
+            .json::<Value>(backhome_graph::Call::get(format!("/users/{upn}/drive")))
+            .await;
+        if drive.is_ok() && upns.len() <= USERS {
+            upns.push(upn.to_owned());
+        }
+    }
+    assert!(upns.len() > USERS, "not enough users with a OneDrive");
     let big = upns.last().unwrap().clone();
     let files = export_mb.div_ceil(1000).max(1);
     let per_file = export_mb * 1_000_000 / files;
     for i in 0..files {
-        control(
+        let added = control(
             &r.control_endpoint,
             "mutate",
             json!({"op": "add_file", "drive": big, "name": format!("large-{i}.bin"), "size": per_file}),
         )
         .await;
+        assert!(added["results"][0]["id"].is_string(), "{added}");
     }
 
     let repo = Repository::create(&spec.repo, &CreateOptions::default()).unwrap();
@@ -204,9 +212,11 @@ async fn main() {
     .await
     .unwrap();
     println!(
-        "backup of {} mailboxes and OneDrives (with {export_mb} MB of large files): {:.1} s",
+        "backup of {} mailboxes and OneDrives (with {export_mb} MB of large files): {:.1} s, {} items, {:.1} MB",
         USERS + 1,
-        started.elapsed().as_secs_f64()
+        started.elapsed().as_secs_f64(),
+        summary.items_added,
+        summary.bytes_downloaded as f64 / 1e6
     );
     let run = RunId(summary.run_id);
     let mailbox_ceiling = USERS as f64 * per_mailbox * 1000.0 / latency;
