@@ -239,3 +239,97 @@ async fn conversations_full_incremental_and_deleted() {
     let snap4 = e.control(reqwest::Method::GET, "snapshot", None).await;
     assert_eq!(stored_hashes(&e, run4), sim_hashes(&snap4));
 }
+
+/// Entry name → text (for `.html`) or byte count, read back by Python's `zipfile`.
+fn zip_entries(zip: &[u8]) -> BTreeMap<String, Value> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.zip");
+    std::fs::write(&path, zip).unwrap();
+    let script = r#"
+import json, sys, zipfile
+z = zipfile.ZipFile(sys.argv[1])
+assert z.testzip() is None
+out = {}
+for i in z.infolist():
+    if i.is_dir():
+        continue
+    data = z.read(i)
+    out[i.filename] = data.decode("utf-8") if i.filename.endswith(".html") else len(data)
+print(json.dumps(out))
+"#;
+    let o = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+#[actix_web::test]
+async fn a_thread_exports_as_one_transcript_with_its_attachments() {
+    let e = env(&[Service::Groups]).await;
+    let first = e.backup().await;
+    assert!(first.errors.is_empty(), "{:?}", first.errors);
+    let run = RunId(first.run_id);
+    let snap = e.control(reqwest::Method::GET, "snapshot", None).await;
+    // A thread with an attachment, from any group.
+    let thread = snap["conversations"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .flat_map(|g| {
+            browse::list(&e.repo, run, &format!("/groups/{g}/conversations"), false).unwrap()
+        })
+        .find(|t| {
+            browse::list(&e.repo, run, &t.path, false)
+                .unwrap()
+                .iter()
+                .any(|x| x.kind == "attachment")
+        })
+        .expect("a thread with an attachment");
+    let inside = browse::list(&e.repo, run, &thread.path, false).unwrap();
+    let mut zip = Vec::new();
+    let report =
+        backhome::export::export_zip(&e.repo, run, std::slice::from_ref(&thread.path), &mut zip)
+            .unwrap();
+    assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+    let entries = zip_entries(&zip);
+
+    // One transcript named after the thread, holding every post's author and body in order.
+    let html: Vec<_> = entries.keys().filter(|k| k.ends_with(".html")).collect();
+    assert_eq!(html.len(), 1, "{entries:?}");
+    let page = entries[html[0]].as_str().unwrap();
+    assert!(!page.contains("(unknown)"), "{page}");
+    assert!(!page.to_ascii_lowercase().contains("<script"), "{page}");
+    let mut at = 0;
+    for p in inside.iter().filter(|x| x.kind == "channel_message") {
+        let browse::Target::Node(v) = browse::resolve(&e.repo, run, &p.path).unwrap() else {
+            panic!("{} is not a node", p.path);
+        };
+        let post: Value = serde_json::from_slice(&read(&e.repo, v.content.unwrap().id)).unwrap();
+        let from = &post["from"]["emailAddress"];
+        let author = from["name"].as_str().or(from["address"].as_str()).unwrap();
+        let escaped = backhome::export::html::escape(author);
+        let found = page[at..]
+            .find(&escaped)
+            .unwrap_or_else(|| panic!("{author} (post {}) not in order in {page}", p.name));
+        at += found + escaped.len();
+    }
+
+    // The attachments beside it, in a folder named like the thread, with their sizes.
+    let files: Vec<_> = entries
+        .iter()
+        .filter(|(k, _)| !k.ends_with(".html"))
+        .collect();
+    let attachments: Vec<_> = inside.iter().filter(|x| x.kind == "attachment").collect();
+    assert_eq!(files.len(), attachments.len(), "{entries:?}");
+    for (name, size) in files {
+        assert!(name.contains('/'), "{name} is in the thread's folder");
+        assert!(
+            attachments.iter().any(|a| a.size == size.as_u64().unwrap()),
+            "{name}"
+        );
+    }
+    assert_eq!(report.items as usize, 1 + attachments.len());
+}

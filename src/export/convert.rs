@@ -3,9 +3,10 @@
 use backhome_store::{ContentId, Repository};
 use serde_json::Value;
 
-use super::{ExportError, html, ics, read_small, vcf};
+use super::{ExportError, group_thread, html, ics, read_small, vcf};
 
-fn json(repo: &Repository, path: &str, id: ContentId) -> Result<Value, ExportError> {
+/// A stored item's Graph JSON.
+pub(super) fn json(repo: &Repository, path: &str, id: ContentId) -> Result<Value, ExportError> {
     let bytes = read_small(repo, path, id)?;
     serde_json::from_slice(&bytes).map_err(|e| ExportError::Convert {
         path: path.to_owned(),
@@ -46,4 +47,14 @@ pub(super) fn conversation(
 ) -> Result<Vec<u8>, ExportError> {
     let v = json(repo, path, id)?;
     Ok(html::conversation_to_html(&v).into_bytes())
+}
+
+/// One post of a group conversation thread as an HTML page of its own.
+pub(super) fn group_post(
+    repo: &Repository,
+    path: &str,
+    id: ContentId,
+) -> Result<Vec<u8>, ExportError> {
+    let v = json(repo, path, id)?;
+    Ok(group_thread::thread_to_html("", std::slice::from_ref(&v)).into_bytes())
 }

@@ -24,6 +24,26 @@ fn as_channel_message(post: &Value, subject: Option<&str>) -> Value {
     })
 }
 
+/// How many segments of a backup path lie at or under a group's `conversations` root:
+/// `/groups/<nick>/conversations/<thread>` gives 1, a post or attachment in it 2, else 0.
+fn depth_under_conversations(path: &str) -> usize {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match segments.as_slice() {
+        ["groups", _, "conversations", rest @ ..] => rest.len(),
+        _ => 0,
+    }
+}
+
+/// Whether `path` (a backup path, segments encoded) is a group conversation thread.
+pub(super) fn is_thread_path(path: &str) -> bool {
+    depth_under_conversations(path) == 1
+}
+
+/// Whether `path` is an item inside a group conversation thread (a post or an attachment).
+pub(super) fn is_in_thread(path: &str) -> bool {
+    depth_under_conversations(path) == 2
+}
+
 /// A standalone HTML page with a thread's `topic` and its `posts` in delivery order (each the
 /// post's Graph JSON as backed up).
 #[must_use]
@@ -46,6 +66,20 @@ pub fn thread_to_html(topic: &str, posts: &[Value]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn thread_paths_are_recognised_only_under_a_groups_conversations_root() {
+        assert!(is_thread_path(
+            "/groups/sales/conversations/Plan%2FQ1 [ab12]"
+        ));
+        assert!(is_in_thread(
+            "/groups/sales/conversations/Plan [ab12]/001 Zoë [cd34]"
+        ));
+        assert!(!is_thread_path("/groups/sales/conversations"));
+        assert!(!is_thread_path("/teams/sales/General/x"));
+        assert!(!is_thread_path("/users/a@b/mail/conversations/x"));
+        assert!(!is_in_thread("/groups/sales/calendar/Calendar/x"));
+    }
 
     #[test]
     fn a_thread_renders_every_post_with_its_author_escaped_and_inert() {

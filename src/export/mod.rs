@@ -210,9 +210,74 @@ impl<W: Write> ZipExport<'_, W> {
         Ok(())
     }
 
+    /// A group conversation thread: one HTML transcript of its posts in delivery order, named
+    /// after the thread, and its attachments in a folder of the same name.
+    fn group_thread(
+        &mut self,
+        parent: &str,
+        path: &str,
+        v: &VersionRecord,
+    ) -> Result<(), ExportError> {
+        let children = self.repo.list_children(v.node, self.run)?;
+        let mut posts = Vec::new();
+        let mut rest = Vec::new();
+        for c in children {
+            let child_path = format!("{path}/{}", paths::encode_segment(&c.name));
+            let post = match (c.kind, c.content) {
+                (NodeKind::ChannelMessage, Some(content)) => {
+                    convert::json(self.repo, &child_path, content.id)
+                }
+                _ => {
+                    rest.push((child_path, c));
+                    continue;
+                }
+            };
+            match post {
+                Ok(post) => posts.push(post),
+                // A post that is not JSON is exported as it was stored, beside the transcript.
+                Err(ExportError::Convert { path, reason }) => {
+                    self.report
+                        .warnings
+                        .push(format!("{path}: {reason}; exported as stored"));
+                    rest.push((child_path, c));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let topic = v.metadata.get("topic").and_then(serde_json::Value::as_str);
+        let html = group_thread::thread_to_html(topic.unwrap_or(&v.name), &posts).into_bytes();
+        let modified = v.modified.unwrap_or(OffsetDateTime::UNIX_EPOCH);
+        let entry = self
+            .dirs
+            .entry(parent.to_owned())
+            .or_default()
+            .file(&with_extension(&v.name, ".html"));
+        let full = archive_join(parent, &entry);
+        let n = self.zip.add_file(
+            &full,
+            modified,
+            Method::Deflated,
+            html.len() as u64,
+            &mut html.as_slice(),
+        )?;
+        self.report.items += 1;
+        self.report.bytes += n;
+        if !rest.is_empty() {
+            let dir = self.enter_dir(parent, &v.name, v.modified)?;
+            for (child_path, c) in &rest {
+                self.node(&dir, child_path, c)?;
+            }
+            self.dirs.remove(&dir);
+        }
+        Ok(())
+    }
+
     fn node(&mut self, parent: &str, path: &str, v: &VersionRecord) -> Result<(), ExportError> {
         if self.mbox {
             return self.mbox_node(parent, path, v);
+        }
+        if v.kind == NodeKind::Channel && group_thread::is_thread_path(path) {
+            return self.group_thread(parent, path, v);
         }
         if is_folder(v.kind) {
             let dir = self.enter_dir(parent, &v.name, v.modified)?;
@@ -233,6 +298,10 @@ impl<W: Write> ZipExport<'_, W> {
             NodeKind::Contact => {
                 Some((".vcf", Some(convert::contact(self.repo, path, content.id))))
             }
+            NodeKind::ChannelMessage if group_thread::is_in_thread(path) => Some((
+                ".html",
+                Some(convert::group_post(self.repo, path, content.id)),
+            )),
             NodeKind::ChannelMessage => Some((
                 ".html",
                 Some(convert::conversation(self.repo, path, content.id)),

@@ -3,7 +3,6 @@
 //! (`createUploadSession`, then sequential ranges of at most 4 MB to its `uploadUrl`).
 
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use backhome_graph::{Call, Client, encode_segment};
 use bytes::Bytes;
@@ -20,8 +19,6 @@ pub(super) const POST_MAX: usize = 3_000_000;
 pub(super) const WITH_CREATE_MAX: usize = 2_000_000;
 /// Bytes per upload-session range (Graph: at most 4 MB).
 const RANGE: usize = 4_000_000;
-/// Attempts per range sent outside the Graph client.
-const ATTEMPTS: u32 = 6;
 
 /// Splits attachments into those sent with the create request and those added after it.
 pub(super) fn split(attachments: Vec<Attachment>) -> (Vec<Attachment>, Vec<Attachment>) {
@@ -67,35 +64,20 @@ pub(super) async fn add(
         .and_then(Value::as_str)
         .ok_or_else(|| ItemError::Other("Graph opened an upload session without a URL".into()))?
         .to_owned();
-    let on_graph = same_host(&upload_url, client.graph_root());
-    let plain = if on_graph {
-        None
-    } else {
-        Some(
-            reqwest::Client::builder()
-                .timeout(Duration::from_secs(120))
-                .build()
-                .map_err(|e| ItemError::Other(format!("HTTP client: {e}")))?,
-        )
-    };
     let total = a.bytes.len();
     let mut start = 0;
     while start < total {
         let end = (start + RANGE).min(total);
         let chunk = Bytes::copy_from_slice(&a.bytes[start..end]);
         let range = format!("bytes {start}-{}/{total}", end - 1);
-        let status = match &plain {
-            None => {
-                let call = Call::new(Method::PUT, upload_url.clone())
-                    .resource(base.to_owned())
-                    .header("Content-Range", &range)?
-                    .body("application/octet-stream", chunk)?
-                    // A range sent twice is answered with the progress.
-                    .idempotent(true);
-                client.send(call).await?.status
-            }
-            Some(http) => put_plain(http, &upload_url, &range, chunk).await?,
-        };
+        // Graph's upload URL (on the Outlook host) is pre-authenticated: no bearer token.
+        let call = Call::pre_authenticated(Method::PUT, upload_url.clone())
+            .resource(base.to_owned())
+            .header("Content-Range", &range)?
+            .body("application/octet-stream", chunk)?
+            // A range sent twice is answered with the progress.
+            .idempotent(true);
+        let status = client.send(call).await?.status;
         uploaded.fetch_add((end - start) as u64, Ordering::Relaxed);
         if status == 201 && end < total {
             return Err(ItemError::Other(
@@ -105,68 +87,6 @@ pub(super) async fn add(
         start = end;
     }
     Ok(())
-}
-
-/// Whether `url` is on the Graph host (`graph_root` is the Graph base URL).
-fn same_host(url: &str, graph_root: &str) -> bool {
-    match (url::Url::parse(url), url::Url::parse(graph_root)) {
-        (Ok(a), Ok(b)) => {
-            a.scheme() == b.scheme()
-                && a.host_str() == b.host_str()
-                && a.port_or_known_default() == b.port_or_known_default()
-        }
-        _ => false,
-    }
-}
-
-/// One range to Graph's pre-authenticated upload URL (on the Outlook host, with no bearer
-/// token), retried after network errors, `429` and `5xx`.
-async fn put_plain(
-    http: &reqwest::Client,
-    url: &str,
-    range: &str,
-    chunk: Bytes,
-) -> Result<u16, ItemError> {
-    let mut wait = Duration::from_secs(1);
-    let mut last = String::new();
-    for _ in 0..ATTEMPTS {
-        let sent = http
-            .put(url)
-            .header("Content-Range", range)
-            .header("Content-Type", "application/octet-stream")
-            .body(chunk.clone())
-            .send()
-            .await;
-        match sent {
-            Ok(r) if r.status().is_success() => return Ok(r.status().as_u16()),
-            Ok(r) if r.status().as_u16() == 429 || r.status().is_server_error() => {
-                let retry = r
-                    .headers()
-                    .get("retry-after")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.trim().parse::<u64>().ok())
-                    .map(Duration::from_secs);
-                last = format!("HTTP {}", r.status());
-                tokio::time::sleep(retry.unwrap_or(wait)).await;
-            }
-            Ok(r) => {
-                let status = r.status();
-                let body = r.text().await.unwrap_or_default();
-                return Err(ItemError::Other(format!(
-                    "attachment upload refused (HTTP {status}): {}",
-                    body.chars().take(300).collect::<String>()
-                )));
-            }
-            Err(e) => {
-                last = e.to_string();
-                tokio::time::sleep(wait).await;
-            }
-        }
-        wait = (wait * 2).min(Duration::from_secs(30));
-    }
-    Err(ItemError::Other(format!(
-        "attachment upload failed after {ATTEMPTS} attempts: {last}"
-    )))
 }
 
 #[cfg(test)]
@@ -194,17 +114,5 @@ mod tests {
         let sizes = |v: &[Attachment]| v.iter().map(|a| a.bytes.len()).collect::<Vec<_>>();
         assert_eq!(sizes(&with), vec![1_000_000, 900_000]);
         assert_eq!(sizes(&after), vec![5_000_000, 500_000]);
-    }
-
-    #[test]
-    fn upload_urls_on_the_graph_host_are_told_apart() {
-        assert!(same_host(
-            "http://127.0.0.1:8080/v1.0/users/a/messages/b/attachmentSessions/c",
-            "http://127.0.0.1:8080/v1.0"
-        ));
-        assert!(!same_host(
-            "https://outlook.office.com/api/v2.0/Users('a')/Messages('b')/AttachmentSessions('c')",
-            "https://graph.microsoft.com/v1.0"
-        ));
     }
 }

@@ -439,7 +439,15 @@ fn select(
                     }
                 };
                 let workload = workload_of(&root.graph_id).ok_or_else(|| {
-                    RestoreError::Invalid(format!("{path}: unknown workload {}", root.graph_id))
+                    RestoreError::Invalid(if root.graph_id == "root:conversations" {
+                        format!(
+                            "{path}: group conversations cannot be restored: Microsoft Graph lets \
+                             only a signed-in user, not an application, post to a group; export \
+                             the thread instead"
+                        )
+                    } else {
+                        format!("{path}: unknown workload {}", root.graph_id)
+                    })
                 })?;
                 let object = objects
                     .get(&v.object)

@@ -20,7 +20,8 @@ mod json_body;
 #[path = "mail_upload.rs"]
 mod upload;
 
-use json_body::{add_attachment, json_attachments, json_overrides, mime_people, session_fragment};
+pub use json_body::attachment_upload;
+use json_body::{add_attachment, json_attachments, json_overrides, mime_people};
 
 /// 404 for users without an Exchange Online mailbox.
 #[must_use]
@@ -690,23 +691,21 @@ fn message_route(
         (Method::Post, ["attachments"]) => add_attachment(state, req, cell, id),
         (Method::Post, ["attachments", "createuploadsession"]) => {
             let graph = state.graph();
-            let base = format!("{graph}/users/{}/messages/{id}", owner.address);
             state.tenant.with_mailbox(cell, |mb| {
                 match resolve_message(state, mb, id).and_then(|s| mb.message(s)) {
                     Some(m) => upload::create(
                         &graph,
-                        &base,
+                        &state.base,
                         req,
-                        mb.idx,
-                        m.serial,
-                        matches!(m.body, MessageBody::Json(_)),
+                        &upload::Target {
+                            mailbox: mb.idx,
+                            message_id: id,
+                            json_body: matches!(m.body, MessageBody::Json(_)),
+                        },
                     ),
                     None => GraphResponse::exchange_not_found(),
                 }
             })
-        }
-        (Method::Put | Method::Get | Method::Delete, ["attachmentsessions", session]) => {
-            session_fragment(state, req, cell, id, session)
         }
         (Method::Patch, []) => patch_message(state, req, cell, owner, id),
         (Method::Delete, []) => {

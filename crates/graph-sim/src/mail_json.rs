@@ -119,31 +119,58 @@ pub(super) fn add_attachment(
     attach(state, cell, id, body, None)
 }
 
-/// A fragment of an attachment upload session; the last one attaches the file.
-pub(super) fn session_fragment(
-    state: &SimState,
-    req: &GraphRequest,
-    cell: &MailboxCell,
-    id: &str,
-    session: &str,
-) -> GraphResponse {
-    let Some((mailbox, serial)) = state.tenant.with_mailbox(cell, |mb| {
-        resolve_message(state, mb, id).map(|s| (mb.idx, s))
-    }) else {
-        return GraphResponse::exchange_not_found();
-    };
-    match upload::fragment(req, mailbox, serial, session) {
-        upload::Fragment::Answer(a) => a,
-        upload::Fragment::Done(item) => {
-            let owner = super::owner(state, mailbox);
-            let prefix = format!(
-                "{}/users/{}/messages/{id}/attachments",
-                state.graph(),
-                owner.address
-            );
-            attach(state, cell, id, item, Some(prefix))
-        }
+/// `PUT|GET|DELETE /_attup/{session}?authtoken=…`: a fragment of a message attachment upload
+/// session (Graph's pre-authenticated `uploadUrl`: a bearer token is refused); the last one
+/// attaches the file to its message.
+pub async fn attachment_upload(
+    req: actix_web::HttpRequest,
+    body: Bytes,
+    state: actix_web::web::Data<SimState>,
+) -> actix_web::HttpResponse {
+    let rid = uuid::Uuid::new_v4().to_string();
+    if req.headers().contains_key("authorization") {
+        let resp = GraphResponse::error(
+            401,
+            "InvalidAuthenticationToken",
+            "The upload URL is pre-authenticated: do not send an Authorization header.",
+        );
+        return crate::server::to_http(&state, resp, &rid).await;
     }
+    let session = req.match_info().get("id").unwrap_or_default().to_owned();
+    let token = url::form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
+        .find(|(k, _)| k == "authtoken")
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default();
+    let put = upload::Put {
+        method: crate::http::Method::parse(req.method().as_str()),
+        token: &token,
+        range: req
+            .headers()
+            .get("content-range")
+            .and_then(|v| v.to_str().ok()),
+        body: &body,
+    };
+    state.counters.request("attachment_upload", None);
+    let resp = match upload::fragment(&put, &session) {
+        upload::Fragment::Answer(a) => a,
+        upload::Fragment::Done {
+            mailbox,
+            message_id,
+            item,
+        } => match state.tenant.mailbox(mailbox) {
+            Some(cell) => {
+                let owner = super::owner(&state, mailbox);
+                let prefix = format!(
+                    "{}/users/{}/messages/{message_id}/attachments",
+                    state.graph(),
+                    owner.address
+                );
+                attach(&state, &cell, &message_id, item, Some(prefix))
+            }
+            None => GraphResponse::exchange_not_found(),
+        },
+    };
+    crate::server::to_http(&state, resp, &rid).await
 }
 
 /// Adds a file attachment (JSON with `contentBytes`) to a message created from JSON; answers the

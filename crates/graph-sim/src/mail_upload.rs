@@ -5,11 +5,12 @@
 //! empty body and a `Location` header naming the new attachment.
 //!
 //! Graph's `uploadUrl` is on the Outlook host with an `authtoken` in the query and takes no
-//! bearer token. The simulator serves it under the message's Graph path
-//! (`…/messages/{id}/attachmentSessions/{session}?authtoken=…`), so a request there still
-//! passes the simulator's bearer check; everything else (ranges, order, sizes, the final
-//! answer) follows Graph's documentation. A fragment that repeats bytes already received (a
-//! retry after a lost answer) is answered with the current progress instead of an error.
+//! bearer token. The simulator serves it outside its Graph paths, at
+//! `/_attup/{session}?authtoken=…`: the token must match, and a request that carries an
+//! `Authorization` header is refused, as Graph asks clients not to send one. Ranges, order,
+//! sizes and the final answer follow Graph's documentation. A fragment that repeats bytes
+//! already received (a retry after a lost answer) is answered with the current progress instead
+//! of an error.
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
@@ -33,8 +34,10 @@ const LIFETIME: i64 = 15 * 60;
 pub struct Session {
     /// Mailbox number.
     pub mailbox: u32,
-    /// Message serial.
-    pub serial: u32,
+    /// The message's id as the client named it when it opened the session.
+    pub message_id: String,
+    /// The `authtoken` of the upload URL.
+    pub token: String,
     /// `name`, `contentType`, `isInline`, `contentId` of the attachment.
     pub item: Value,
     /// Declared size.
@@ -48,16 +51,20 @@ pub struct Session {
 /// Sessions of every simulator in the process, by their random id (so they never collide).
 static SESSIONS: LazyLock<Mutex<HashMap<String, Session>>> = LazyLock::new(Mutex::default);
 
-/// Validates an `AttachmentItem` and opens a session for the message at `base_url`; answers the
-/// `uploadSession`.
-pub fn create(
-    graph: &str,
-    base_url: &str,
-    req: &GraphRequest,
-    mailbox: u32,
-    serial: u32,
-    json_body: bool,
-) -> GraphResponse {
+/// The message an upload session belongs to.
+pub struct Target<'a> {
+    /// Mailbox number.
+    pub mailbox: u32,
+    /// The message's id as given in the request path.
+    pub message_id: &'a str,
+    /// Whether the message was created from JSON (only those take attachments).
+    pub json_body: bool,
+}
+
+/// Validates an `AttachmentItem` and opens a session for message `target`; answers the
+/// `uploadSession`, whose URL is under the simulator's root `root`.
+pub fn create(graph: &str, root: &str, req: &GraphRequest, target: &Target<'_>) -> GraphResponse {
+    let json_body = target.json_body;
     if !json_body {
         return GraphResponse::error(
             400,
@@ -110,11 +117,13 @@ pub fn create(
         || crate::content::mime_type(name).to_string(),
         str::to_string,
     );
+    let token = uuid::Uuid::new_v4().simple().to_string();
     SESSIONS.lock().insert(
         id.clone(),
         Session {
-            mailbox,
-            serial,
+            mailbox: target.mailbox,
+            message_id: target.message_id.to_owned(),
+            token: token.clone(),
             item: json!({
                 "name": name,
                 "contentType": content_type,
@@ -130,7 +139,7 @@ pub fn create(
         201,
         json!({
             "@odata.context": format!("{graph}/$metadata#microsoft.graph.uploadSession"),
-            "uploadUrl": format!("{base_url}/attachmentSessions/{id}?authtoken={}", uuid::Uuid::new_v4().simple()),
+            "uploadUrl": format!("{root}/_attup/{id}?authtoken={token}"),
             "expirationDateTime": iso_ms(expires * 1000),
             "nextExpectedRanges": ["0-"],
         }),
@@ -141,8 +150,28 @@ pub fn create(
 pub enum Fragment {
     /// An answer to send back as is.
     Answer(GraphResponse),
-    /// The last range arrived: the attachment JSON (with `contentBytes`) to add to the message.
-    Done(Value),
+    /// The last range arrived: the attachment JSON (with `contentBytes`) to add to message
+    /// `message_id` of mailbox `mailbox`.
+    Done {
+        /// Mailbox number.
+        mailbox: u32,
+        /// The message's id as the client named it.
+        message_id: String,
+        /// The attachment.
+        item: Value,
+    },
+}
+
+/// One request to an upload URL.
+pub struct Put<'a> {
+    /// Method.
+    pub method: Method,
+    /// The `authtoken` query parameter.
+    pub token: &'a str,
+    /// The `Content-Range` header.
+    pub range: Option<&'a str>,
+    /// Body.
+    pub body: &'a [u8],
 }
 
 fn progress(s: &Session) -> Value {
@@ -152,16 +181,13 @@ fn progress(s: &Session) -> Value {
     })
 }
 
-/// Handles `PUT`/`GET`/`DELETE` on a session of message `serial` of mailbox `mailbox`.
-pub fn fragment(req: &GraphRequest, mailbox: u32, serial: u32, session: &str) -> Fragment {
+/// Handles `PUT`/`GET`/`DELETE` on upload session `session`.
+pub fn fragment(req: &Put<'_>, session: &str) -> Fragment {
     let answer = Fragment::Answer;
     let mut sessions = SESSIONS.lock();
     let t = now();
     sessions.retain(|_, s| s.expires >= t);
-    let Some(s) = sessions
-        .get_mut(session)
-        .filter(|s| s.mailbox == mailbox && s.serial == serial)
-    else {
+    let Some(s) = sessions.get_mut(session).filter(|s| s.token == req.token) else {
         return answer(GraphResponse::error(
             404,
             "ErrorItemNotFound",
@@ -184,7 +210,7 @@ pub fn fragment(req: &GraphRequest, mailbox: u32, serial: u32, session: &str) ->
         }
     }
     let parsed = req
-        .header("content-range")
+        .range
         .and_then(|r| r.trim().strip_prefix("bytes "))
         .and_then(|r| {
             let (span, total) = r.split_once('/')?;
@@ -236,7 +262,7 @@ pub fn fragment(req: &GraphRequest, mailbox: u32, serial: u32, session: &str) ->
             "Fragments must be uploaded in order, from nextExpectedRanges.",
         ));
     }
-    s.data.extend_from_slice(&req.body);
+    s.data.extend_from_slice(req.body);
     if (s.data.len() as u64) < s.size {
         return answer(GraphResponse::ok(progress(s)));
     }
@@ -250,5 +276,9 @@ pub fn fragment(req: &GraphRequest, mailbox: u32, serial: u32, session: &str) ->
     let mut item = done.item;
     item["@odata.type"] = json!("#microsoft.graph.fileAttachment");
     item["contentBytes"] = Value::String(STANDARD.encode(&done.data));
-    Fragment::Done(item)
+    Fragment::Done {
+        mailbox: done.mailbox,
+        message_id: done.message_id,
+        item,
+    }
 }

@@ -116,6 +116,7 @@ pub(crate) async fn start(options: SimOptions) -> Result<RunningSim, SimError> {
             .route("/_dl/{token}", web::get().to(crate::files::download))
             .route("/_dl/{token}", web::head().to(crate::files::download))
             .route("/_up/{id}", web::to(crate::files::upload_fragment))
+            .route("/_attup/{id}", web::to(crate::mail::attachment_upload))
             .route("/_sim/{tail:.*}", web::to(crate::control::handle))
             .route("/v1.0/{tail:.*}", web::to(graph))
     })

@@ -14,10 +14,10 @@ async fn put_range(
     bytes: &[u8],
     range: &str,
 ) -> (u16, reqwest::header::HeaderMap, String) {
+    // Graph's upload URL is pre-authenticated: no bearer token.
     let r = h
         .http
         .put(url)
-        .bearer_auth(&h.token)
         .header("Content-Range", range)
         .body(bytes.to_vec())
         .send()
@@ -70,6 +70,23 @@ async fn a_large_attachment_arrives_through_an_upload_session() {
     assert_eq!(s, 201, "{session}");
     assert_eq!(session["nextExpectedRanges"], json!(["0-"]));
     let url = session["uploadUrl"].as_str().unwrap().to_string();
+
+    // The URL carries its own token: a bearer token, or a wrong authtoken, is refused.
+    let r = h
+        .http
+        .put(&url)
+        .bearer_auth(&h.token)
+        .header("Content-Range", "bytes 0-9/5000000")
+        .body(data[..10].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    let (base, _) = url.split_once("authtoken=").unwrap();
+    let forged = format!("{base}authtoken=0123");
+    let (s, _, _) = put_range(&h, &forged, &data[..10], "bytes 0-9/5000000").await;
+    assert_eq!(s, 404);
+    assert!(!url.contains("/v1.0/"), "{url} is outside the Graph paths");
 
     // More than 4 MB in one range is refused; out of order too.
     let (s, _, _) = put_range(&h, &url, &data[..4_194_305], "bytes 0-4194304/5000000").await;

@@ -70,7 +70,8 @@ impl Call {
     }
 
     /// A request to a pre-authenticated URL (download or upload host): no bearer token.
-    pub(crate) fn pre_authenticated(method: Method, url: impl Into<String>) -> Self {
+    #[must_use]
+    pub fn pre_authenticated(method: Method, url: impl Into<String>) -> Self {
         let mut call = Self::new(method, url);
         call.pre_authenticated = true;
         call
