@@ -78,7 +78,8 @@ fn addresses(a: Option<&Address<'_>>) -> Vec<String> {
     .unwrap_or_default()
 }
 
-fn content_type(p: &MessagePart<'_>) -> String {
+/// A MIME part's content type, lower case (`text/plain`, …), guessed from its body when absent.
+pub(crate) fn content_type(p: &MessagePart<'_>) -> String {
     p.content_type().map_or_else(
         || match p.body {
             PartType::Text(_) => "text/plain".to_owned(),
@@ -93,7 +94,8 @@ fn content_type(p: &MessagePart<'_>) -> String {
     )
 }
 
-fn content_id(p: &MessagePart<'_>) -> Option<String> {
+/// A MIME part's `Content-ID` without its angle brackets, if it has a non-empty one.
+pub(crate) fn content_id(p: &MessagePart<'_>) -> Option<String> {
     p.content_id()
         .map(|c| {
             c.trim()

@@ -6,6 +6,7 @@
 //! Signed and encrypted messages (S/MIME) are not rebuilt: taking them apart would break the
 //! signature or lose the content, so they keep the MIME path (see `docs/restore-limits.md`).
 
+use crate::render::{content_id, content_type};
 use base64::Engine as _;
 use mail_parser::{Address, MessageParser, MessagePart, MimeHeaders, PartType};
 use serde_json::{Map, Value, json};
@@ -92,32 +93,6 @@ fn people(a: Option<&Address<'_>>) -> Vec<Value> {
             .collect()
     })
     .unwrap_or_default()
-}
-
-fn content_type(p: &MessagePart<'_>) -> String {
-    p.content_type().map_or_else(
-        || match p.body {
-            PartType::Text(_) => "text/plain".to_owned(),
-            PartType::Html(_) => "text/html".to_owned(),
-            PartType::Message(_) => "message/rfc822".to_owned(),
-            _ => "application/octet-stream".to_owned(),
-        },
-        |c| match c.subtype() {
-            Some(s) => format!("{}/{}", c.ctype(), s).to_ascii_lowercase(),
-            None => c.ctype().to_ascii_lowercase(),
-        },
-    )
-}
-
-fn content_id(p: &MessagePart<'_>) -> Option<String> {
-    p.content_id()
-        .map(|c| {
-            c.trim()
-                .trim_start_matches('<')
-                .trim_end_matches('>')
-                .to_owned()
-        })
-        .filter(|c| !c.is_empty())
 }
 
 /// Whether a MIME message is signed or encrypted (S/MIME or PGP/MIME).
