@@ -30,7 +30,9 @@ echo "test-ui: gzipped bundle ${kb} KB (limit ${limit_kb} KB)"
 [ "$kb" -le "$limit_kb" ] || { echo "test-ui: the bundle is larger than ${limit_kb} KB" >&2; exit 1; }
 
 cd "$root"
-cargo build --bin backhome
+# The binary the Rust integration tests use: built with the same arguments (and so the same
+# features) as dev/test.sh's `cargo test`, so after it this is no work at all.
+cargo test --workspace --lib --bins --tests --no-run --quiet
 target_dir=${CARGO_TARGET_DIR:-$root/target}
 start=$(date +%s)
 # Screenshots go to a temporary folder; UPDATE_SCREENSHOTS=1 refreshes docs/screenshots/.

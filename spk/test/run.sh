@@ -38,7 +38,9 @@ echo "== spk/build.sh --arch all (build $build_number)"
 bash spk/build.sh --arch all --build-number "$build_number" --out dist
 
 echo "== graph-sim for the host"
-cargo build --locked --quiet -p graph-sim --bin graph-sim
+# The simulator binary the Rust tests use (same arguments as dev/test.sh's `cargo test`, so no work
+# after it).
+cargo test --locked --workspace --lib --bins --tests --no-run --quiet
 graph_sim="${CARGO_TARGET_DIR:-$root/target}/debug/graph-sim"
 
 python3 spk/test/harness.py --dist dist --graph-sim "$graph_sim" --build-number "$build_number" \
