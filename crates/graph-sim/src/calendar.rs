@@ -9,10 +9,11 @@ use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use serde_json::{Value, json};
 
+use crate::calendar_series::{SERIES_KEY, SeriesState, pattern_step};
 use crate::content::{Person, event_spec};
 use crate::http::{GraphRequest, GraphResponse, Method};
 use crate::ids::{OutlookKey, OutlookKind};
-use crate::odata::{LiveEntry, apply_select, page};
+use crate::odata::{LiveEntry, page};
 use crate::state::SimState;
 use crate::tenant::{Event, Mailbox, MailboxCell, Removed, UserKind};
 use crate::time_fmt::{event_time, iso, now, parse_iso};
@@ -28,7 +29,7 @@ const WEEKDAYS: [&str; 7] = [
     "wednesday",
 ];
 
-fn oid(state: &SimState, kind: OutlookKind, mb: u32, serial: u32, sub: u32) -> String {
+pub(crate) fn oid(state: &SimState, kind: OutlookKind, mb: u32, serial: u32, sub: u32) -> String {
     state.tenant.codec.outlook(OutlookKey {
         kind,
         mailbox: mb,
@@ -39,19 +40,31 @@ fn oid(state: &SimState, kind: OutlookKind, mb: u32, serial: u32, sub: u32) -> S
 
 /// The recurrence of an event: (type, interval, occurrences, end) with dates in Unix seconds.
 #[derive(Clone, Debug)]
-struct Recurrence {
-    weekly: bool,
-    interval: i64,
-    count: Option<i64>,
-    until: Option<i64>,
+pub(crate) struct Recurrence {
+    /// Weekly (else daily).
+    pub weekly: bool,
+    /// Weeks or days between occurrences.
+    pub interval: i64,
+    /// Number of occurrences (`numbered` range).
+    pub count: Option<i64>,
+    /// Last moment an occurrence may start (`endDate` range).
+    pub until: Option<i64>,
 }
 
-struct EventModel {
-    json: Value,
-    start: i64,
-    end: i64,
-    recurrence: Option<Recurrence>,
-    attachments: Vec<(String, String, Vec<u8>)>,
+/// An event as Graph shows it, with what its instances are computed from.
+pub(crate) struct EventModel {
+    /// The event's JSON (a series master's without its exceptions).
+    pub json: Value,
+    /// Start (Unix seconds).
+    pub start: i64,
+    /// End (Unix seconds).
+    pub end: i64,
+    /// The recurrence of a series master.
+    pub recurrence: Option<Recurrence>,
+    /// Attachments: name, content type, bytes.
+    pub attachments: Vec<(String, String, Vec<u8>)>,
+    /// Changed and cancelled occurrences of a series.
+    pub series: SeriesState,
 }
 
 fn recurrence_json(r: &Recurrence, start: i64) -> Value {
@@ -92,7 +105,7 @@ fn parse_recurrence(v: &Value) -> Option<Recurrence> {
     })
 }
 
-fn model(state: &SimState, mb: &Mailbox, owner: &Person, ev: &Event) -> EventModel {
+pub(crate) fn model(state: &SimState, mb: &Mailbox, owner: &Person, ev: &Event) -> EventModel {
     let id = oid(state, OutlookKind::Event, mb.idx, ev.serial, 0);
     let spec = event_spec(ev.seed, &state.tenant.domain);
     let mut recurrence = spec.recurrence.map(|(interval, count)| Recurrence {
@@ -107,6 +120,19 @@ fn model(state: &SimState, mb: &Mailbox, owner: &Person, ev: &Event) -> EventMod
     let mut attendees: Vec<Value> = spec.attendees.iter().map(|p| json!({"type": "required", "status": {"response": "none", "time": "0001-01-01T00:00:00Z"}, "emailAddress": {"name": p.name, "address": p.address}})).collect();
     let mut location = spec.location.clone();
     let mut all_day = spec.all_day;
+    // Generated series carry exceptions in tenants larger than the Tiny profile's (whose
+    // calendars stay plain patterns for the tests built on them).
+    let mut series = SeriesState::generated(
+        ev.seed,
+        (state.tenant.sizes.events_per_user > crate::Profile::Tiny.sizes().events_per_user)
+            .then(|| recurrence.as_ref().and_then(|r| r.count))
+            .flatten(),
+        all_day,
+        &subject,
+        start,
+        end,
+        pattern_step(true, recurrence.as_ref().map_or(1, |r| r.interval)),
+    );
     let mut attachments: Vec<(String, String, Vec<u8>)> = spec
         .attachment
         .as_ref()
@@ -147,6 +173,11 @@ fn model(state: &SimState, mb: &Mailbox, owner: &Person, ev: &Event) -> EventMod
             .unwrap_or("")
             .to_string();
         all_day = j["isAllDay"].as_bool().unwrap_or(false);
+        series = if recurrence.is_some() {
+            SeriesState::from_json(&j[SERIES_KEY])
+        } else {
+            SeriesState::default()
+        };
     }
     let has_att = !attachments.is_empty();
     let json = json!({
@@ -162,7 +193,7 @@ fn model(state: &SimState, mb: &Mailbox, owner: &Person, ev: &Event) -> EventMod
         "subject": subject,
         "bodyPreview": crate::content::preview(&body["content"].as_str().unwrap_or("").replace(['<', '>'], " ")),
         "importance": "normal", "sensitivity": "normal", "isAllDay": all_day, "isCancelled": false, "isOrganizer": true,
-        "responseRequested": true, "seriesMasterId": null, "showAs": "busy",
+        "responseRequested": true, "seriesMasterId": null, "occurrenceId": null, "showAs": "busy",
         "type": if recurrence.is_some() { "seriesMaster" } else { "singleInstance" },
         "webLink": format!("https://outlook.office365.com/owa/?itemid={id}&exvsurl=1&path=/calendar/item"),
         "onlineMeetingUrl": null, "isOnlineMeeting": false, "onlineMeetingProvider": "unknown", "allowNewTimeProposals": true,
@@ -184,55 +215,8 @@ fn model(state: &SimState, mb: &Mailbox, owner: &Person, ev: &Event) -> EventMod
         end,
         recurrence,
         attachments,
+        series,
     }
-}
-
-/// Instances of an event overlapping `[from, to)`: (occurrence index or None, start, end).
-fn instances(m: &EventModel, from: i64, to: i64) -> Vec<(Option<u32>, i64, i64)> {
-    let Some(r) = &m.recurrence else {
-        return if m.start < to && m.end > from {
-            vec![(None, m.start, m.end)]
-        } else {
-            Vec::new()
-        };
-    };
-    let step = if r.weekly { 7 * DAY } else { DAY } * r.interval;
-    let dur = m.end - m.start;
-    let mut out = Vec::new();
-    for k in 0..2000i64 {
-        if r.count.is_some_and(|c| k >= c) {
-            break;
-        }
-        let s = m.start + k * step;
-        if r.until.is_some_and(|u| s > u) || s >= to {
-            break;
-        }
-        if s + dur > from {
-            out.push((Some(u32::try_from(k).unwrap_or(0)), s, s + dur));
-        }
-    }
-    out
-}
-
-fn instance_json(
-    state: &SimState,
-    mb: &Mailbox,
-    ev: &Event,
-    m: &EventModel,
-    occ: Option<u32>,
-    s: i64,
-    e: i64,
-) -> Value {
-    let mut v = m.json.clone();
-    if let Some(k) = occ {
-        v["id"] = Value::String(oid(state, OutlookKind::Occurrence, mb.idx, ev.serial, k));
-        v["seriesMasterId"] = Value::String(oid(state, OutlookKind::Event, mb.idx, ev.serial, 0));
-        v["type"] = json!("occurrence");
-        v["recurrence"] = Value::Null;
-        v["start"] = json!({"dateTime": event_time(s), "timeZone": "UTC"});
-        v["end"] = json!({"dateTime": event_time(e), "timeZone": "UTC"});
-    }
-    v
 }
 
 /// Routes `/users/{u}/calendars|calendar|calendarView|events|contactFolders|contacts…`.
@@ -493,17 +477,38 @@ fn event_item(
     id: &str,
     tail: &[&str],
 ) -> GraphResponse {
+    if let Some(key) = state
+        .tenant
+        .codec
+        .decode_outlook(id)
+        .filter(|k| k.kind == OutlookKind::Occurrence)
+    {
+        return crate::calendar_series::occurrence_item(state, req, cell, owner, key, tail);
+    }
     let t: Vec<String> = tail.iter().map(|s| s.to_lowercase()).collect();
     let t: Vec<&str> = t.iter().map(String::as_str).collect();
     match (req.method, t.as_slice()) {
         (Method::Get, []) => state.tenant.with_mailbox(cell, |mb| match resolve_event(state, mb, id).and_then(|s| mb.events[s as usize].as_ref()) {
+            Some(e) => crate::calendar_series::get_master(state, req, mb, e, &model(state, mb, owner, e)),
+            None => GraphResponse::exchange_not_found(),
+        }),
+        (Method::Get, [what @ ("instances" | "exceptionoccurrences")]) => state.tenant.with_mailbox(cell, |mb| match resolve_event(state, mb, id).and_then(|s| mb.events[s as usize].as_ref()) {
             Some(e) => {
-                let mut v = model(state, mb, owner, e).json;
-                apply_select(&mut v, req.param("select"));
-                GraphResponse::ok(v)
+                let what = if *what == "instances" { "instances" } else { "exceptionOccurrences" };
+                crate::calendar_series::list(state, req, mb, e, &model(state, mb, owner, e), owner, what)
             }
             None => GraphResponse::exchange_not_found(),
         }),
+        (Method::Post, ["cancel"]) => {
+            let seq = state.tenant.next_seq();
+            state.tenant.with_mailbox_mut(cell, |mb| match resolve_event(state, mb, id) {
+                Some(s) => {
+                    delete_event(state, mb, s, seq);
+                    GraphResponse::empty(202)
+                }
+                None => GraphResponse::exchange_not_found(),
+            })
+        }
         (Method::Get, ["attachments", ..]) => state.tenant.with_mailbox(cell, |mb| {
             let rest = &tail[1..];
             let Some(e) = resolve_event(state, mb, id).and_then(|s| mb.events[s as usize].as_ref()) else { return GraphResponse::exchange_not_found() };
@@ -543,7 +548,7 @@ fn event_item(
                 let Some(s) = resolve_event(state, mb, id) else { return GraphResponse::exchange_not_found() };
                 let current = mb.events[s as usize].as_ref().map(|e| model(state, mb, owner, e));
                 let Some(current) = current else { return GraphResponse::exchange_not_found() };
-                let mut j = current.json;
+                let mut j = crate::calendar_series::stored_json(&current);
                 let mut list: Vec<Value> = current
                     .attachments
                     .iter()
@@ -576,18 +581,18 @@ fn event_item(
                 let Some(current) = mb.events[s as usize].as_ref().map(|e| model(state, mb, owner, e)) else {
                     return GraphResponse::exchange_not_found();
                 };
-                let mut merged = current.json;
-                // Keep the attachments the event has (they are not part of its JSON view).
-                merged["attachments"] = Value::Array(
-                    current
-                        .attachments
-                        .iter()
-                        .map(|(n, ct, b)| json!({"@odata.type": "#microsoft.graph.fileAttachment", "name": n, "contentType": ct, "contentBytes": STANDARD.encode(b)}))
-                        .collect(),
-                );
+                // Keep the attachments and the series' exceptions the event has (they are not
+                // part of its JSON view); a new recurrence pattern drops the exceptions, as in
+                // Exchange.
+                let mut merged = crate::calendar_series::stored_json(&current);
+                if body.get("recurrence").is_some() {
+                    merged[SERIES_KEY] = SeriesState::default().to_json();
+                }
                 if let (Value::Object(m), Value::Object(b)) = (&mut merged, &body) {
                     for (k, v) in b {
-                        m.insert(k.clone(), v.clone());
+                        if k != SERIES_KEY {
+                            m.insert(k.clone(), v.clone());
+                        }
                     }
                 }
                 if let Some(Some(e)) = mb.events.get_mut(s as usize) {
@@ -640,10 +645,13 @@ fn create_event(
     owner: &Person,
     calendar: Option<&str>,
 ) -> GraphResponse {
-    let body = match req.json() {
+    let mut body = match req.json() {
         Ok(b) => b,
         Err(e) => return e,
     };
+    if let Value::Object(o) = &mut body {
+        o.remove(SERIES_KEY);
+    }
     if body["start"]["dateTime"]
         .as_str()
         .and_then(parse_iso)
@@ -730,9 +738,9 @@ fn calendar_view_delta(
                 continue;
             }
             let m = Arc::new(model(state, mb, owner, e));
-            for (k, (occ, s, en)) in instances(&m, from, to).into_iter().enumerate() {
+            for (k, inst) in crate::calendar_series::instances(&m, from, to).into_iter().enumerate() {
                 let m = m.clone();
-                let f: Box<dyn Fn() -> Value + '_> = Box::new(move || instance_json(state, mb, e, &m, occ, s, en));
+                let f: Box<dyn Fn() -> Value + '_> = Box::new(move || crate::calendar_series::instance_json(state, mb, e, &m, &inst));
                 live.push(((i64::from(e.serial) << 20) | i64::try_from(k).unwrap_or(0), e.changed_seq, f));
             }
         }
@@ -747,7 +755,9 @@ pub fn snapshot_items(
     owner: &Person,
 ) -> (Vec<(String, Value)>, Vec<(String, Value)>) {
     let events = mb.events.iter().flatten().map(|e| {
-        let mut v = model(state, mb, owner, e).json;
+        let m = model(state, mb, owner, e);
+        let mut v = m.json.clone();
+        crate::calendar_series::snapshot_fields(state, mb, e, &m, &mut v);
         if let Value::Object(m) = &mut v {
             for k in [
                 "@odata.etag",

@@ -46,6 +46,7 @@ mod apps;
 mod auth;
 mod batch;
 mod calendar;
+mod calendar_series;
 mod certs;
 mod contacts;
 mod content;

@@ -370,3 +370,295 @@ async fn event_attachments_added_for_restore() {
     );
     h.sim.stop().await;
 }
+
+/// A series' occurrences: `instances` (window required), PATCH into an exception, DELETE and
+/// `cancel`, `$select=cancelledOccurrences` / `$expand=exceptionOccurrences` on the master, the
+/// master's changeKey moving with each, and `calendarView/delta` showing the exceptions.
+#[tokio::test]
+async fn series_exceptions_and_cancelled_occurrences() {
+    use reqwest::Method;
+    let mut o = graph_sim::SimOptions::new(Profile::Tiny);
+    o.messages_per_user = Some(2);
+    let h = common::start_with(o).await;
+    let upn = h.first_user().await;
+    let ev = |id: &str| format!("/users/{upn}/events/{id}");
+    let (s, master) = h
+        .send(Method::POST, &format!("/users/{upn}/calendar/events"), Some(json!({
+            "subject": "Standup", "body": {"contentType": "html", "content": "<p>daily</p>"},
+            "start": {"dateTime": "2026-03-02T09:00:00", "timeZone": "UTC"}, "end": {"dateTime": "2026-03-02T09:30:00", "timeZone": "UTC"},
+            "recurrence": {"pattern": {"type": "weekly", "interval": 1, "daysOfWeek": ["monday"]}, "range": {"type": "numbered", "startDate": "2026-03-02", "numberOfOccurrences": 5}}})))
+        .await;
+    assert_eq!(s, 201, "{master}");
+    let mid = master["id"].as_str().unwrap().to_owned();
+    let window = "startDateTime=2026-03-01T00:00:00Z&endDateTime=2026-04-30T00:00:00Z";
+    let instances = |q: &'static str| {
+        let url = format!("{}/instances?{q}", ev(&mid));
+        let h = &h;
+        async move { h.get(&url).await }
+    };
+    // The window is required.
+    let (s, err) = instances("").await;
+    assert_eq!(
+        (s, err["error"]["code"].as_str()),
+        (400, Some("ErrorInvalidParameter")),
+        "{err}"
+    );
+    let (s, list) = instances(window).await;
+    assert_eq!(s, 200, "{list}");
+    let occ = list["value"].as_array().unwrap().clone();
+    assert_eq!(occ.len(), 5);
+    assert!(occ.iter().all(|o| o["type"] == "occurrence"
+        && o["seriesMasterId"] == master["id"]
+        && o["recurrence"].is_null()));
+    assert_eq!(occ[1]["occurrenceId"], format!("OID.{mid}.2026-03-09"));
+    assert_eq!(occ[1]["originalStart"], "2026-03-09T09:00:00Z");
+    assert_eq!(occ[1]["start"]["dateTime"], "2026-03-09T09:00:00.0000000");
+    // Occurrence ids are stable and resolvable.
+    assert_eq!(instances(window).await.1["value"], list["value"]);
+    let id = |i: usize| occ[i]["id"].as_str().unwrap().to_owned();
+    let (s, one) = h.get(&ev(&id(1))).await;
+    assert_eq!((s, &one), (200, &occ[1]));
+    let (_, m0) = h.get(&ev(&mid)).await;
+
+    // PATCH makes the occurrence an exception and changes the master.
+    let (s, changed) = h
+        .send(Method::PATCH, &ev(&id(1)), Some(json!({"subject": "Standup (moved)",
+            "start": {"dateTime": "2026-03-10T10:00:00", "timeZone": "UTC"}, "end": {"dateTime": "2026-03-10T10:30:00", "timeZone": "UTC"},
+            "recurrence": {"pattern": {"type": "daily"}}})))
+        .await;
+    assert_eq!(s, 200, "{changed}");
+    assert_eq!(
+        (
+            changed["type"].as_str(),
+            changed["subject"].as_str(),
+            changed["id"].as_str()
+        ),
+        (
+            Some("exception"),
+            Some("Standup (moved)"),
+            Some(id(1).as_str())
+        )
+    );
+    assert_eq!(changed["originalStart"], "2026-03-09T09:00:00Z");
+    let (_, m1) = h.get(&ev(&mid)).await;
+    assert_ne!(m1["changeKey"], m0["changeKey"]);
+    assert!(m1["lastModifiedDateTime"].as_str() >= m0["lastModifiedDateTime"].as_str());
+    assert_eq!(m1["subject"], "Standup", "the master keeps its own subject");
+    // An occurrence may not be moved onto an adjacent occurrence's day.
+    let (s, err) = h
+        .send(Method::PATCH, &ev(&id(2)), Some(json!({
+            "start": {"dateTime": "2026-03-23T09:00:00", "timeZone": "UTC"}, "end": {"dateTime": "2026-03-23T09:30:00", "timeZone": "UTC"}})))
+        .await;
+    assert_eq!(
+        (s, err["error"]["code"].as_str()),
+        (400, Some("ErrorOccurrenceCrossingBoundary"))
+    );
+
+    // DELETE cancels one occurrence; it is gone for GET, PATCH and DELETE.
+    let (s, _) = h.send(Method::DELETE, &ev(&id(3)), None).await;
+    assert_eq!(s, 204);
+    for method in [Method::GET, Method::DELETE] {
+        let (s, err) = h.send(method, &ev(&id(3)), None).await;
+        assert_eq!(
+            (s, err["error"]["code"].as_str()),
+            (404, Some("ErrorItemNotFound"))
+        );
+    }
+    let (s, _) = h
+        .send(Method::PATCH, &ev(&id(3)), Some(json!({"subject": "x"})))
+        .await;
+    assert_eq!(s, 404);
+    let (_, m2) = h.get(&ev(&mid)).await;
+    assert_ne!(m2["changeKey"], m1["changeKey"]);
+    // `cancel` too (202, as Graph answers it).
+    let (s, _) = h
+        .send(
+            Method::POST,
+            &format!("{}/cancel", ev(&id(4))),
+            Some(json!({"Comment": "off"})),
+        )
+        .await;
+    assert_eq!(s, 202);
+
+    let (_, list) = instances(window).await;
+    let now: Vec<(String, String, String)> = list["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            (
+                o["type"].as_str().unwrap().to_owned(),
+                o["subject"].as_str().unwrap().to_owned(),
+                o["start"]["dateTime"].as_str().unwrap()[..16].to_owned(),
+            )
+        })
+        .collect();
+    let row = |t: &str, s: &str, at: &str| (t.to_owned(), s.to_owned(), at.to_owned());
+    assert_eq!(
+        now,
+        vec![
+            row("occurrence", "Standup", "2026-03-02T09:00"),
+            row("exception", "Standup (moved)", "2026-03-10T10:00"),
+            row("occurrence", "Standup", "2026-03-16T09:00"),
+        ]
+    );
+
+    // The master: cancelledOccurrences only when selected, exceptions when expanded.
+    let (_, plain) = h.get(&ev(&mid)).await;
+    assert!(plain.get("cancelledOccurrences").is_none());
+    assert!(plain.get("exceptionOccurrences").is_none());
+    assert!(plain.get("occurrenceId").is_some_and(Value::is_null));
+    let (s, full) = h
+        .get(&format!(
+            "{}?$select=cancelledOccurrences&$expand=exceptionOccurrences",
+            ev(&mid)
+        ))
+        .await;
+    assert_eq!(s, 200, "{full}");
+    assert_eq!(
+        full["cancelledOccurrences"],
+        json!([
+            format!("OID.{mid}.2026-03-23"),
+            format!("OID.{mid}.2026-03-30")
+        ])
+    );
+    assert!(
+        full.get("subject").is_none(),
+        "$select keeps only what is named: {full}"
+    );
+    let ex = full["exceptionOccurrences"].as_array().unwrap();
+    assert_eq!(ex.len(), 1);
+    assert_eq!(
+        (
+            ex[0]["id"].as_str(),
+            ex[0]["originalStart"].as_str(),
+            ex[0]["subject"].as_str()
+        ),
+        (
+            Some(id(1).as_str()),
+            Some("2026-03-09T09:00:00Z"),
+            Some("Standup (moved)")
+        )
+    );
+    let (_, nav) = h.get(&format!("{}/exceptionOccurrences", ev(&mid))).await;
+    assert_eq!(nav["value"].as_array().unwrap().len(), 1);
+    // A change to the master's own subject keeps its exceptions.
+    let (s, _) = h
+        .send(
+            Method::PATCH,
+            &ev(&mid),
+            Some(json!({"subject": "Team standup"})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let (_, full2) = h
+        .get(&format!(
+            "{}?$select=subject,cancelledOccurrences&$expand=exceptionOccurrences",
+            ev(&mid)
+        ))
+        .await;
+    assert_eq!(full2["subject"], "Team standup");
+    assert_eq!(full2["cancelledOccurrences"], full["cancelledOccurrences"]);
+    assert_eq!(
+        full2["exceptionOccurrences"][0]["subject"],
+        "Standup (moved)"
+    );
+
+    // calendarView/delta shows the exception at its own time and leaves the cancelled out.
+    let (items, _, _) = h
+        .delta_round(&format!("/users/{upn}/calendarView/delta?{window}"), &[])
+        .await;
+    let of_series: Vec<&Value> = items
+        .iter()
+        .filter(|i| i["seriesMasterId"] == mid.as_str())
+        .collect();
+    assert_eq!(of_series.len(), 3, "{of_series:?}");
+    assert!(of_series.iter().any(
+        |i| i["type"] == "exception" && i["start"]["dateTime"] == "2026-03-10T10:00:00.0000000"
+    ));
+
+    // A deleted master takes its occurrences with it.
+    let (s, _) = h.send(Method::DELETE, &ev(&mid), None).await;
+    assert_eq!(s, 204);
+    let (s, err) = h.get(&ev(&id(0))).await;
+    assert_eq!(
+        (s, err["error"]["code"].as_str()),
+        (404, Some("ErrorItemNotFound"))
+    );
+    h.sim.stop().await;
+}
+
+/// Generated series of a Demo tenant already carry an exception and a cancelled occurrence.
+#[tokio::test]
+async fn generated_series_carry_exceptions() {
+    let mut o = graph_sim::SimOptions::new(Profile::Demo);
+    o.messages_per_user = Some(2);
+    o.users = Some(4);
+    let h = common::start_with(o).await;
+    let (_, users) = h.get("/users?$top=10").await;
+    let mut found = 0;
+    let mut series = None;
+    for u in users["value"].as_array().unwrap() {
+        let upn = u["userPrincipalName"].as_str().unwrap();
+        let (s, events) = h.get(&format!("/users/{upn}/events?$top=200")).await;
+        if s != 200 {
+            continue;
+        }
+        for e in events["value"].as_array().unwrap() {
+            if e["type"] != "seriesMaster" {
+                continue;
+            }
+            let id = e["id"].as_str().unwrap();
+            let (s, full) = h
+                .get(&format!(
+                    "/users/{upn}/events/{id}?$select=cancelledOccurrences&$expand=exceptionOccurrences"
+                ))
+                .await;
+            assert_eq!(s, 200, "{full}");
+            let cancelled = full["cancelledOccurrences"].as_array().unwrap();
+            let ex = full["exceptionOccurrences"].as_array().unwrap();
+            assert_eq!(cancelled.len(), ex.len(), "{full}");
+            if cancelled.is_empty() {
+                continue;
+            }
+            found += 1;
+            // The instances of the series leave the cancelled date out and show the exception.
+            let (s, list) = h
+                .get(&format!(
+                    "/users/{upn}/events/{id}/instances?startDateTime=2024-01-01T00:00:00Z&endDateTime=2028-01-01T00:00:00Z&$top=1000"
+                ))
+                .await;
+            assert_eq!(s, 200, "{list}");
+            let list = list["value"].as_array().unwrap();
+            let gone = cancelled[0].as_str().unwrap();
+            assert!(list.iter().all(|i| i["occurrenceId"] != gone));
+            assert_eq!(list.iter().filter(|i| i["type"] == "exception").count(), 1);
+            assert!(ex[0]["subject"].as_str().unwrap().ends_with("(moved)"));
+            let plain = list.iter().find(|i| i["type"] == "occurrence").unwrap();
+            series = Some((
+                upn.to_owned(),
+                id.to_owned(),
+                plain["id"].as_str().unwrap().to_owned(),
+            ));
+        }
+    }
+    assert!(found > 0, "no generated series with exceptions");
+    // Exceptions are part of the snapshot's event hashes.
+    let (upn, id, occurrence) = series.unwrap();
+    let hash = || async {
+        let (s, snap) = h.control(reqwest::Method::GET, "snapshot", None).await;
+        assert_eq!(s, 200);
+        snap["events"][&upn][&id].as_str().unwrap().to_owned()
+    };
+    let before = hash().await;
+    let (s, _) = h
+        .send(
+            reqwest::Method::DELETE,
+            &format!("/users/{upn}/events/{occurrence}"),
+            None,
+        )
+        .await;
+    assert_eq!(s, 204);
+    assert_ne!(hash().await, before);
+    h.sim.stop().await;
+}
