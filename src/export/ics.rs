@@ -1,8 +1,9 @@
 //! Graph events as iCalendar (RFC 5545) files, and the content-line helpers vCards share.
 //!
 //! Times in UTC are written as UTC (`…Z`); others keep their wall time with a `TZID` naming the
-//! IANA zone (Windows zone names Graph uses are mapped) and a `VTIMEZONE` for it (see the `tz`
-//! module; a zone it does not know keeps its name as given, without `VTIMEZONE`). A series'
+//! IANA zone (Windows zone ids and display names Graph uses are mapped) and a `VTIMEZONE` for it
+//! from the bundled time zone database (see the `tz` module; a name neither the Windows table nor
+//! the database knows is kept as given, without `VTIMEZONE`). A series'
 //! cancelled occurrences (`cancelledOccurrences`) become `EXDATE`s, and its changed occurrences
 //! (`exceptionOccurrences`) separate `VEVENT`s with the series' `UID` and a `RECURRENCE-ID`.
 
@@ -76,10 +77,6 @@ fn compact(dt: &str, date_only: bool) -> Result<String, String> {
 /// Zones used by the events of one calendar file (each gets one `VTIMEZONE`).
 type Zones = Vec<String>;
 
-fn is_utc(zone: &str, dt: &str) -> bool {
-    matches!(zone, "UTC" | "Etc/UTC" | "tzone://Microsoft/Utc" | "GMT") || dt.ends_with('Z')
-}
-
 /// `NAME;TZID=…:` / `NAME:` / `NAME;VALUE=DATE:` and the value for a Graph date-time with the
 /// wall time `t` (compact form) or date `d`.
 fn time_value(name: &str, v: &Value, all_day: bool, zones: &mut Zones) -> Result<String, String> {
@@ -91,14 +88,21 @@ fn time_value(name: &str, v: &Value, all_day: bool, zones: &mut Zones) -> Result
     }
     let zone = s(v, "/timeZone").unwrap_or("UTC");
     let t = compact(dt, false)?;
-    if is_utc(zone, dt) {
+    let Some(id) = tz::iana(zone) else {
+        // A zone the time zone database does not know keeps its name, without a VTIMEZONE.
+        return Ok(if dt.ends_with('Z') {
+            format!("{name}:{t}Z")
+        } else {
+            format!("{name};TZID={}:{t}", param(zone))
+        });
+    };
+    if tz::is_utc(id) || dt.ends_with('Z') {
         return Ok(format!("{name}:{t}Z"));
     }
-    let id = tz::iana(zone).to_owned();
-    if tz::known(zone) && !zones.contains(&id) {
-        zones.push(id.clone());
+    if !zones.iter().any(|z| z == id) {
+        zones.push(id.to_owned());
     }
-    Ok(format!("{name};TZID={}:{t}", param(&id)))
+    Ok(format!("{name};TZID={}:{t}", param(id)))
 }
 
 fn time_prop(
@@ -285,7 +289,10 @@ pub fn event_to_ics(ev: &Value) -> Result<String, String> {
     );
     line(&mut out, "CALSCALE:GREGORIAN");
     for z in &zones {
-        tz::vtimezone(&mut out, z);
+        // Zones come from `tz::iana`, so the database has them; a failure leaves the TZID alone.
+        if let Err(e) = tz::vtimezone(&mut out, z) {
+            tracing::warn!("no VTIMEZONE for {z}: {e}");
+        }
     }
     out.push_str(&events);
     line(&mut out, "END:VCALENDAR");

@@ -24,7 +24,8 @@ pub mod html;
 pub mod ics;
 pub mod mbox;
 pub mod names;
-mod tz;
+pub mod tz;
+mod tz_windows;
 pub mod vcf;
 pub mod zip;
 
@@ -246,22 +247,8 @@ impl<W: Write> ZipExport<'_, W> {
         }
         let topic = v.metadata.get("topic").and_then(serde_json::Value::as_str);
         let html = group_thread::thread_to_html(topic.unwrap_or(&v.name), &posts).into_bytes();
-        let modified = v.modified.unwrap_or(OffsetDateTime::UNIX_EPOCH);
-        let entry = self
-            .dirs
-            .entry(parent.to_owned())
-            .or_default()
-            .file(&with_extension(&v.name, ".html"));
-        let full = archive_join(parent, &entry);
-        let n = self.zip.add_file(
-            &full,
-            modified,
-            Method::Deflated,
-            html.len() as u64,
-            &mut html.as_slice(),
-        )?;
-        self.report.items += 1;
-        self.report.bytes += n;
+        let name = with_extension(&v.name, ".html");
+        self.converted_item(parent, &name, v.modified, &html)?;
         if !rest.is_empty() {
             let dir = self.enter_dir(parent, &v.name, v.modified)?;
             for (child_path, c) in &rest {
@@ -291,7 +278,6 @@ impl<W: Write> ZipExport<'_, W> {
         let Some(content) = v.content else {
             return Ok(());
         };
-        let modified = v.modified.unwrap_or(OffsetDateTime::UNIX_EPOCH);
         let conversion = match v.kind {
             NodeKind::Message => Some((".eml", None)),
             NodeKind::Event => Some((".ics", Some(convert::event(self.repo, path, content.id)))),
@@ -321,27 +307,44 @@ impl<W: Write> ZipExport<'_, W> {
             }
             Some((_, Some(Err(e)))) => return Err(e),
         };
+        if let Some(bytes) = converted {
+            return self.converted_item(parent, &name, v.modified, &bytes);
+        }
         let entry = self.dirs.entry(parent.to_owned()).or_default().file(&name);
         let full = archive_join(parent, &entry);
-        let n = match converted {
-            Some(bytes) => self.zip.add_file(
-                &full,
-                modified,
-                Method::Deflated,
-                bytes.len() as u64,
-                &mut bytes.as_slice(),
-            )?,
-            None => {
-                let mut reader = self.repo.read_content(content.id)?;
-                let method = if v.kind == NodeKind::Message {
-                    Method::Deflated
-                } else {
-                    method_for(&entry, content.size)
-                };
-                self.zip
-                    .add_file(&full, modified, method, content.size, &mut reader)?
-            }
+        let modified = v.modified.unwrap_or(OffsetDateTime::UNIX_EPOCH);
+        let mut reader = self.repo.read_content(content.id)?;
+        let method = if v.kind == NodeKind::Message {
+            Method::Deflated
+        } else {
+            method_for(&entry, content.size)
         };
+        let n = self
+            .zip
+            .add_file(&full, modified, method, content.size, &mut reader)?;
+        self.report.items += 1;
+        self.report.bytes += n;
+        Ok(())
+    }
+
+    /// Writes one item converted in memory (a transcript, an `.ics`, a `.vcf`) as a file of
+    /// `parent` named after `name` (made unique among its siblings), and counts it.
+    fn converted_item(
+        &mut self,
+        parent: &str,
+        name: &str,
+        modified: Option<OffsetDateTime>,
+        bytes: &[u8],
+    ) -> Result<(), ExportError> {
+        let entry = self.dirs.entry(parent.to_owned()).or_default().file(name);
+        let full = archive_join(parent, &entry);
+        let n = self.zip.add_file(
+            &full,
+            modified.unwrap_or(OffsetDateTime::UNIX_EPOCH),
+            Method::Deflated,
+            bytes.len() as u64,
+            &mut &bytes[..],
+        )?;
         self.report.items += 1;
         self.report.bytes += n;
         Ok(())
