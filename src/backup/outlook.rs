@@ -2,7 +2,10 @@
 //!
 //! Each container is listed in full every run (Graph's event delta needs a fixed time window,
 //! which would miss far-future and old events); only items whose `changeKey` changed are written,
-//! and nothing but the listing itself is requested for an unchanged container.
+//! and nothing but the listing itself is requested for an unchanged container. A series master
+//! that is written is stored with its cancelled and changed occurrences (one more request);
+//! Exchange keeps those inside the master, so changing or cancelling one occurrence changes the
+//! master's `changeKey` and the next run stores a new version of it.
 
 use std::collections::HashSet;
 
@@ -126,6 +129,11 @@ impl JsonContainer<'_> {
                 .await?;
             item["attachments"] = Value::Array(atts);
         }
+        if self.kind == NodeKind::Event
+            && item.get("type").and_then(Value::as_str) == Some("seriesMaster")
+        {
+            self.series_exceptions(id, &mut item).await?;
+        }
         let bytes =
             serde_json::to_vec_pretty(&item).map_err(|e| RunError::Internal(e.to_string()))?;
         ctx.progress.object_item(&self.resource, bytes.len() as u64);
@@ -153,6 +161,35 @@ impl JsonContainer<'_> {
             search,
         };
         super::put_json_version(ctx, node, v, cur.is_some()).await
+    }
+}
+
+impl JsonContainer<'_> {
+    /// Adds a series master's cancelled occurrences (`cancelledOccurrences`, which Graph returns
+    /// only when selected on a GET of the master by id) and changed occurrences
+    /// (`exceptionOccurrences`, a navigation property, expanded in the same request) to its
+    /// listed JSON. Graph applies `$select` to the master's own properties and `$expand` adds
+    /// the navigation property beside them, so one request gives both.
+    async fn series_exceptions(&self, id: &str, item: &mut Value) -> Result<(), RunError> {
+        let url = format!(
+            "{}/events/{}?$select=cancelledOccurrences&$expand=exceptionOccurrences",
+            self.resource,
+            encode_segment(id)
+        );
+        let got: Value = self
+            .ctx
+            .client
+            .json(Call::get(url).resource(self.resource.clone()))
+            .await?;
+        let list = |key: &str| {
+            got.get(key)
+                .and_then(Value::as_array)
+                .cloned()
+                .map_or(Value::Array(Vec::new()), Value::Array)
+        };
+        item["cancelledOccurrences"] = list("cancelledOccurrences");
+        item["exceptionOccurrences"] = list("exceptionOccurrences");
+        Ok(())
     }
 }
 

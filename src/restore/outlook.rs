@@ -305,6 +305,10 @@ impl Target<'_> {
             .and_then(Value::as_array)
             .cloned()
             .unwrap_or_default();
+        let series = (self.kind == Kind::Event
+            && stored.get("recurrence").is_some_and(Value::is_object))
+        .then(|| SeriesExceptions::of(&stored))
+        .filter(|s| !s.is_empty());
         let body = clean(stored);
         let call = Call::post_json(url.clone(), &body)?.resource(self.base.clone());
         let created: Value = self.job.client.json(call).await?;
@@ -352,7 +356,187 @@ impl Target<'_> {
                 }
             }
         }
+        if let Some(series) = series {
+            let failures = series.apply(self.job, &self.base, &id).await?;
+            if !failures.is_empty() {
+                return Err(ItemError::Other(format!(
+                    "the series was recreated, but {} of its changed or cancelled occurrences could not be applied: {}",
+                    failures.len(),
+                    failures.join("; ")
+                )));
+            }
+        }
         Ok(Outcome::Restored)
+    }
+}
+
+/// Properties of a changed occurrence that a restore sets on the new series' occurrence.
+/// Attendees are left out: changing them on one occurrence would send meeting updates.
+const EXCEPTION_PROPERTIES: &[&str] = &[
+    "subject",
+    "body",
+    "start",
+    "end",
+    "location",
+    "isAllDay",
+    "showAs",
+    "importance",
+    "sensitivity",
+    "categories",
+    "isReminderOn",
+    "reminderMinutesBeforeStart",
+];
+
+/// The date (`yyyy-mm-dd`) of an occurrence: from its `occurrenceId`
+/// (`OID.{seriesMasterId}.{yyyy-mm-dd}`, in the series' time zone), else from `originalStart`.
+fn occurrence_date(v: &Value) -> Option<String> {
+    v.get("occurrenceId")
+        .and_then(Value::as_str)
+        .and_then(oid_date)
+        .or_else(|| {
+            v.get("originalStart")
+                .and_then(Value::as_str)
+                .and_then(|s| s.get(..10))
+        })
+        .map(str::to_owned)
+}
+
+/// The date part of an `occurrenceId`.
+fn oid_date(oid: &str) -> Option<&str> {
+    oid.rsplit('.')
+        .next()
+        .filter(|d| d.len() == 10 && time::Date::parse(d, DATE).is_ok())
+}
+
+const DATE: &[time::format_description::FormatItem<'static>] =
+    time::macros::format_description!("[year]-[month]-[day]");
+
+/// A stored series' cancelled and changed occurrences, by original date.
+#[derive(Debug, Default)]
+struct SeriesExceptions {
+    cancelled: Vec<String>,
+    changed: Vec<(String, Value)>,
+    /// Entries that name no date, with why.
+    unreadable: Vec<String>,
+}
+
+impl SeriesExceptions {
+    fn of(stored: &Value) -> Self {
+        let mut s = Self::default();
+        for c in stored
+            .get("cancelledOccurrences")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            match c.as_str().and_then(oid_date) {
+                Some(d) => s.cancelled.push(d.to_owned()),
+                None => s
+                    .unreadable
+                    .push(format!("a cancelled occurrence {c} names no date")),
+            }
+        }
+        for x in stored
+            .get("exceptionOccurrences")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            match occurrence_date(x) {
+                Some(d) => s.changed.push((d, x.clone())),
+                None => s.unreadable.push(format!(
+                    "the changed occurrence {:?} has neither occurrenceId nor originalStart",
+                    x.get("subject").and_then(Value::as_str).unwrap_or_default()
+                )),
+            }
+        }
+        s
+    }
+
+    fn is_empty(&self) -> bool {
+        self.cancelled.is_empty() && self.changed.is_empty() && self.unreadable.is_empty()
+    }
+
+    /// The instances window: a day before the first date to two days after the last one
+    /// (occurrence dates are in the series' zone, the window in UTC).
+    fn window(&self) -> Option<(String, String)> {
+        let dates = self
+            .cancelled
+            .iter()
+            .chain(self.changed.iter().map(|(d, _)| d))
+            .filter_map(|d| time::Date::parse(d, DATE).ok());
+        let (mut lo, mut hi) = (None::<time::Date>, None::<time::Date>);
+        for d in dates {
+            lo = Some(lo.map_or(d, |l| l.min(d)));
+            hi = Some(hi.map_or(d, |h| h.max(d)));
+        }
+        let from = lo?.previous_day()?.format(DATE).ok()?;
+        let to = hi?.next_day()?.next_day()?.format(DATE).ok()?;
+        Some((format!("{from}T00:00:00Z"), format!("{to}T00:00:00Z")))
+    }
+
+    /// Cancels and changes the new series' occurrences; returns what could not be applied.
+    async fn apply(self, job: &Job, base: &str, master: &str) -> Result<Vec<String>, ItemError> {
+        let mut failures = self.unreadable.clone();
+        let Some((from, to)) = self.window() else {
+            return Ok(failures);
+        };
+        let events = format!("{base}/events");
+        let url = format!(
+            "{events}/{}/instances?startDateTime={from}&endDateTime={to}&$select=id,occurrenceId,originalStart,start,type&$top=100",
+            encode_segment(master)
+        );
+        let listed: Vec<Value> = job
+            .client
+            .items(Call::get(url).resource(base.to_owned()))
+            .try_collect()
+            .await?;
+        let by_date: HashMap<String, String> = listed
+            .iter()
+            .filter_map(|i| Some((occurrence_date(i)?, i.get("id")?.as_str()?.to_owned())))
+            .collect();
+        for date in &self.cancelled {
+            let Some(id) = by_date.get(date) else {
+                failures.push(format!(
+                    "the cancelled occurrence of {date} is not in the recreated series"
+                ));
+                continue;
+            };
+            let call =
+                Call::delete(format!("{events}/{}", encode_segment(id))).resource(base.to_owned());
+            match job.client.send(call).await {
+                Ok(_) => {}
+                Err(e) if matches!(e.class(), ErrorClass::NotFound) => {}
+                Err(e) if super::is_fatal(&e) => return Err(e.into()),
+                Err(e) => failures.push(format!(
+                    "the occurrence of {date} could not be cancelled: {e}"
+                )),
+            }
+        }
+        for (date, x) in &self.changed {
+            let Some(id) = by_date.get(date) else {
+                failures.push(format!(
+                    "the changed occurrence of {date} is not in the recreated series"
+                ));
+                continue;
+            };
+            let body: serde_json::Map<String, Value> = EXCEPTION_PROPERTIES
+                .iter()
+                .filter_map(|k| {
+                    Some(((*k).to_owned(), x.get(*k).filter(|v| !v.is_null())?.clone()))
+                })
+                .collect();
+            let call = Call::patch_json(format!("{events}/{}", encode_segment(id)), &body)?
+                .resource(base.to_owned());
+            match job.client.json::<Value>(call).await {
+                Ok(_) => {}
+                Err(e) if super::is_fatal(&e) => return Err(e.into()),
+                Err(e) => failures.push(format!(
+                    "the occurrence of {date} could not be changed: {e}"
+                )),
+            }
+        }
+        Ok(failures)
     }
 }
 
@@ -374,6 +558,33 @@ mod tests {
             c.as_object().unwrap().keys().cloned().collect::<Vec<_>>(),
             vec!["recurrence", "start", "subject"]
         );
+    }
+
+    #[test]
+    fn series_exceptions_by_date_and_window() {
+        let master = json!({
+            "recurrence": {"pattern": {"type": "weekly"}},
+            "cancelledOccurrences": ["OID.AAMk=.2026-03-23", "OID.AAMk=.garbage"],
+            "exceptionOccurrences": [
+                {"occurrenceId": "OID.AAMk=.2026-03-09", "originalStart": "2026-03-08T23:30:00Z", "subject": "A"},
+                {"originalStart": "2026-04-06T09:00:00Z", "subject": "B"},
+                {"subject": "C"},
+            ],
+        });
+        let s = SeriesExceptions::of(&master);
+        assert_eq!(s.cancelled, vec!["2026-03-23"]);
+        // The occurrenceId's date (the series' zone) wins over originalStart (UTC).
+        let dates: Vec<&str> = s.changed.iter().map(|(d, _)| d.as_str()).collect();
+        assert_eq!(dates, vec!["2026-03-09", "2026-04-06"]);
+        assert_eq!(s.unreadable.len(), 2, "{:?}", s.unreadable);
+        assert_eq!(
+            s.window(),
+            Some((
+                "2026-03-08T00:00:00Z".to_owned(),
+                "2026-04-08T00:00:00Z".to_owned()
+            ))
+        );
+        assert!(SeriesExceptions::of(&json!({"recurrence": {}})).is_empty());
     }
 
     #[test]

@@ -1,0 +1,352 @@
+//! Recurring series with changed and cancelled occurrences, end to end against the simulator:
+//! backed up with both (one extra request per written master, none for an unchanged one, an
+//! item error when it fails), a new version when another occurrence changes while the old run
+//! still shows the old JSON, restored into another account with its exceptions applied, skipped
+//! the second time, and exported as iCalendar that Python's `icalendar` reads with its `EXDATE`
+//! and `RECURRENCE-ID`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use backhome::cli::browse::{self, Target};
+use backhome::export;
+use backhome::restore::{self, Conflict, RestoreProgress, RestoreReport, RestoreRequest};
+use backhome::task::Service;
+use backhome_graph::{Call, Client};
+use backhome_store::RunId;
+use futures_util::TryStreamExt;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+mod common;
+use common::{Env, env};
+
+const WINDOW: &str = "startDateTime=2026-02-01T00:00:00Z&endDateTime=2026-06-01T00:00:00Z";
+
+async fn instances(client: &Client, upn: &str, id: &str) -> Vec<Value> {
+    client
+        .items(Call::get(format!(
+            "/users/{upn}/events/{id}/instances?{WINDOW}"
+        )))
+        .try_collect()
+        .await
+        .unwrap()
+}
+
+/// The stored JSON of the event with Graph id `id` at `run`, with its path.
+fn stored(e: &Env, run: RunId, upn: &str, id: &str) -> (String, Value) {
+    let entry = browse::list(&e.repo, run, &format!("/users/{upn}/calendar"), true)
+        .unwrap()
+        .into_iter()
+        .find(|x| x.graph_id == id)
+        .unwrap_or_else(|| panic!("event {id} not in run {}", run.0));
+    let Target::Node(v) = browse::resolve(&e.repo, run, &entry.path).unwrap() else {
+        panic!("{} is not a node", entry.path);
+    };
+    let mut bytes = Vec::new();
+    e.repo
+        .read_content(v.content.unwrap().id)
+        .unwrap()
+        .read_to_end(&mut bytes)
+        .unwrap();
+    (entry.path, serde_json::from_slice(&bytes).unwrap())
+}
+
+async fn restore_to(e: &Env, run: RunId, path: &str, user: &str) -> RestoreReport {
+    let client = backhome::connect::client(&e.spec, &e.creds).unwrap();
+    restore::run(
+        client,
+        e.repo.clone(),
+        RestoreRequest {
+            run,
+            paths: vec![path.to_owned()],
+            target_user: Some(user.to_owned()),
+            target_folder: None,
+            conflict: Conflict::Skip,
+        },
+        Arc::new(RestoreProgress::default()),
+        Arc::new(AtomicBool::new(false)),
+    )
+    .await
+    .unwrap()
+}
+
+/// (type, subject, start minute, occurrence date) of each instance, in order.
+fn rows(list: &[Value]) -> Vec<(String, String, String, String)> {
+    list.iter()
+        .map(|o| {
+            (
+                o["type"].as_str().unwrap().to_owned(),
+                o["subject"].as_str().unwrap().to_owned(),
+                o["start"]["dateTime"].as_str().unwrap()[..16].to_owned(),
+                o["occurrenceId"]
+                    .as_str()
+                    .unwrap()
+                    .rsplit('.')
+                    .next()
+                    .unwrap()
+                    .to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[actix_web::test]
+async fn series_exceptions_are_backed_up_restored_and_exported() {
+    let e = env(&[Service::Calendar]).await;
+    let snap = e.control(Method::GET, "snapshot", None).await;
+    let users: Vec<String> = snap["contacts"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    let (upn, other) = (users[0].clone(), users[1].clone());
+    let client = backhome::connect::client(&e.spec, &e.creds).unwrap();
+
+    // A weekly series of six with its second occurrence moved and renamed, its fourth cancelled.
+    let master: Value = client
+        .json(Call::post_json(format!("/users/{upn}/calendar/events"), &json!({
+            "subject": "Series under test", "body": {"contentType": "html", "content": "<p>weekly</p>"},
+            "start": {"dateTime": "2026-03-02T09:00:00", "timeZone": "UTC"}, "end": {"dateTime": "2026-03-02T09:30:00", "timeZone": "UTC"},
+            "recurrence": {"pattern": {"type": "weekly", "interval": 1, "daysOfWeek": ["monday"]},
+                "range": {"type": "numbered", "startDate": "2026-03-02", "numberOfOccurrences": 6}}})).unwrap())
+        .await
+        .unwrap();
+    let mid = master["id"].as_str().unwrap().to_owned();
+    let occ = instances(&client, &upn, &mid).await;
+    assert_eq!(occ.len(), 6);
+    let occ_path = |i: usize| format!("/users/{upn}/events/{}", occ[i]["id"].as_str().unwrap());
+    client
+        .json::<Value>(Call::patch_json(occ_path(1), &json!({"subject": "Moved standup",
+            "start": {"dateTime": "2026-03-10T11:00:00", "timeZone": "UTC"}, "end": {"dateTime": "2026-03-10T11:30:00", "timeZone": "UTC"}})).unwrap())
+        .await
+        .unwrap();
+    client.send(Call::delete(occ_path(3))).await.unwrap();
+
+    // Run 1 stores the master with both.
+    let first = e.backup().await;
+    assert!(first.errors.is_empty(), "{:?}", first.errors);
+    let run1 = RunId(first.run_id);
+    let (path, v1) = stored(&e, run1, &upn, &mid);
+    assert_eq!(
+        v1["cancelledOccurrences"],
+        json!([format!("OID.{mid}.2026-03-23")])
+    );
+    let ex = v1["exceptionOccurrences"].as_array().unwrap();
+    assert_eq!(ex.len(), 1, "{v1}");
+    assert_eq!(
+        (
+            ex[0]["subject"].as_str(),
+            ex[0]["originalStart"].as_str(),
+            ex[0]["start"]["dateTime"].as_str()
+        ),
+        (
+            Some("Moved standup"),
+            Some("2026-03-09T09:00:00Z"),
+            Some("2026-03-10T11:00:00.0000000")
+        )
+    );
+    assert_eq!(v1["recurrence"]["range"]["numberOfOccurrences"], 6);
+
+    // An unchanged master costs no request beyond the listing: with every GET of this series
+    // failing, a no-change run still has no error.
+    e.control(
+        Method::POST,
+        "faults",
+        // Ids end in `=`, which the request path percent-encodes.
+        Some(json!({"pattern": format!("/events/{}", mid.trim_end_matches('=')), "method": "GET", "kind": "item_not_found"})),
+    )
+    .await;
+    let second = e.backup().await;
+    assert!(second.errors.is_empty(), "{:?}", second.errors);
+    assert_eq!(
+        (
+            second.items_added,
+            second.items_changed,
+            second.items_deleted
+        ),
+        (0, 0, 0),
+        "{second:?}"
+    );
+
+    // Changing another occurrence changes the master: the next run reads its exceptions again;
+    // while that request fails, the series is an item error and the run completes.
+    client
+        .json::<Value>(
+            Call::patch_json(occ_path(4), &json!({"subject": "Last but one, renamed"})).unwrap(),
+        )
+        .await
+        .unwrap();
+    let third = e.backup().await;
+    assert_eq!(third.errors.len(), 1, "{third:?}");
+    assert!(third.errors[0].path.contains(&mid), "{:?}", third.errors);
+    assert_eq!(third.items_changed, 0, "{third:?}");
+    e.control(Method::DELETE, "faults", None).await;
+    let fourth = e.backup().await;
+    assert!(fourth.errors.is_empty(), "{:?}", fourth.errors);
+    assert_eq!(fourth.items_changed, 1, "{fourth:?}");
+    let run4 = RunId(fourth.run_id);
+    let (path4, v4) = stored(&e, run4, &upn, &mid);
+    assert_eq!(path4, path);
+    assert_eq!(v4["exceptionOccurrences"].as_array().unwrap().len(), 2);
+    assert_ne!(v4["changeKey"], v1["changeKey"]);
+    // Run 1 still shows the old JSON.
+    assert_eq!(stored(&e, run1, &upn, &mid).1, v1);
+
+    // Restore into another account: the new series has the changed occurrences (subject and
+    // start) and not the cancelled one.
+    let report = restore_to(&e, run4, &path, &other).await;
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    assert_eq!(report.restored, 1, "{report:?}");
+    let theirs: Vec<Value> = client
+        .items(Call::get(format!(
+            "/users/{other}/calendar/events?$top=100"
+        )))
+        .try_collect()
+        .await
+        .unwrap();
+    let copy = theirs
+        .iter()
+        .find(|x| x["subject"] == "Series under test")
+        .expect("the series in the other calendar");
+    let cid = copy["id"].as_str().unwrap().to_owned();
+    let row = |t: &str, s: &str, at: &str, d: &str| {
+        (t.to_owned(), s.to_owned(), at.to_owned(), d.to_owned())
+    };
+    let expected = vec![
+        row(
+            "occurrence",
+            "Series under test",
+            "2026-03-02T09:00",
+            "2026-03-02",
+        ),
+        row(
+            "exception",
+            "Moved standup",
+            "2026-03-10T11:00",
+            "2026-03-09",
+        ),
+        row(
+            "occurrence",
+            "Series under test",
+            "2026-03-16T09:00",
+            "2026-03-16",
+        ),
+        row(
+            "exception",
+            "Last but one, renamed",
+            "2026-03-30T09:00",
+            "2026-03-30",
+        ),
+        row(
+            "occurrence",
+            "Series under test",
+            "2026-04-06T09:00",
+            "2026-04-06",
+        ),
+    ];
+    assert_eq!(rows(&instances(&client, &other, &cid).await), expected);
+    // The source series is unchanged, and a second restore with "skip" changes nothing.
+    assert_eq!(rows(&instances(&client, &upn, &mid).await), expected);
+    let before: Value = client
+        .json(Call::get(format!("/users/{other}/events/{cid}")))
+        .await
+        .unwrap();
+    let again = restore_to(&e, run4, &path, &other).await;
+    assert_eq!((again.restored, again.skipped), (0, 1), "{again:?}");
+    let after: Value = client
+        .json(Call::get(format!("/users/{other}/events/{cid}")))
+        .await
+        .unwrap();
+    assert_eq!(after["changeKey"], before["changeKey"]);
+    assert_eq!(rows(&instances(&client, &other, &cid).await), expected);
+
+    // Export: the .ics has the series with an EXDATE and one RECURRENCE-ID VEVENT per change.
+    let zip_path = e.dir.path().join("series.zip");
+    export::export_zip(
+        &e.repo,
+        run4,
+        std::slice::from_ref(&path),
+        std::io::BufWriter::new(std::fs::File::create(&zip_path).unwrap()),
+    )
+    .unwrap();
+    if let Some(py) = venv() {
+        let out = Command::new(py)
+            .args(["-c", CHECK_SERIES])
+            .arg(&zip_path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "exdates=20260323 recurrence-ids=20260309T090000Z,20260330T090000Z \
+             subjects=Last but one, renamed|Moved standup"
+        );
+    }
+}
+
+const CHECK_SERIES: &str = r#"
+import sys, zipfile, icalendar
+z = zipfile.ZipFile(sys.argv[1])
+names = [n for n in z.namelist() if n.endswith('.ics')]
+assert len(names) == 1, names
+cal = icalendar.Calendar.from_ical(z.read(names[0]))
+evs = list(cal.walk('VEVENT'))
+masters = [e for e in evs if 'RECURRENCE-ID' not in e]
+changed = [e for e in evs if 'RECURRENCE-ID' in e]
+assert len(masters) == 1 and 'RRULE' in masters[0], evs
+uid = str(masters[0]['UID'])
+assert all(str(e['UID']) == uid for e in changed)
+ex = masters[0].get('EXDATE')
+ex = ex if isinstance(ex, list) else [ex]
+exdates = sorted(d.dt.strftime('%Y%m%d') for e in ex for d in e.dts)
+rids = sorted(e.decoded('RECURRENCE-ID').strftime('%Y%m%dT%H%M%SZ') for e in changed)
+subjects = sorted(str(e['SUMMARY']) for e in changed)
+print('exdates=' + ','.join(exdates), 'recurrence-ids=' + ','.join(rids), 'subjects=' + '|'.join(subjects))
+"#;
+
+/// A venv with `icalendar` (shared with the export tests), or `None` (with the reason printed)
+/// when pip cannot reach the registry.
+fn venv() -> Option<PathBuf> {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("export-venv");
+    let py = dir.join("bin/python");
+    let ready = |py: &Path| {
+        Command::new(py)
+            .args(["-c", "import icalendar"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if ready(&py) {
+        return Some(py);
+    }
+    let ok = Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&dir)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "python3 -m venv failed");
+    let pip = Command::new(dir.join("bin/pip"))
+        .args(["install", "-q", "icalendar", "vobject"])
+        .output()
+        .unwrap();
+    if !pip.status.success() {
+        println!(
+            "skipping the icalendar check: pip could not install it: {}",
+            String::from_utf8_lossy(&pip.stderr)
+        );
+        return None;
+    }
+    assert!(ready(&py));
+    Some(py)
+}
