@@ -302,6 +302,67 @@ fn child_ingest(repo_path: &Path, corpus: &Path, pass: Option<&str>) {
     println!("ELAPSED {}", started.elapsed().as_secs_f64());
 }
 
+const MB: f64 = 1e6;
+
+/// Where a Backhome repository's bytes are, in a few lines.
+fn backhome_breakdown(repo: &Path, pass: Option<&str>) -> String {
+    let r = Repository::open(repo, pass)
+        .unwrap()
+        .space_report()
+        .unwrap();
+    let tables: Vec<String> = r
+        .catalog_tables
+        .iter()
+        .map(|(t, b)| format!("{t} {:.2}", *b as f64 / MB))
+        .collect();
+    format!(
+        "  packs {:.1} MB: blob data {:.1} + blob headers {:.2} + pack framing {:.3} + nonces/tags {:.2} \
+         ({} packs, {} blobs, {} with the dictionary); folders {:.2} MB\n  \
+         catalog {:.2} MB + WAL {:.2} MB: {}\n  dictionaries {:.3} MB, other files {:.3} MB",
+        r.pack_bytes as f64 / MB,
+        r.blob_data as f64 / MB,
+        r.blob_headers as f64 / MB,
+        r.pack_framing as f64 / MB,
+        r.seal_overhead as f64 / MB,
+        r.packs,
+        r.blobs,
+        r.dict_blobs,
+        du(repo).saturating_sub(r.total()) as f64 / MB,
+        r.catalog_bytes as f64 / MB,
+        r.wal_bytes as f64 / MB,
+        tables.join(", "),
+        r.dict_bytes as f64 / MB,
+        r.other_bytes as f64 / MB,
+    )
+}
+
+/// Where a restic repository's bytes are: its folders, and its blobs as `restic stats` counts them.
+fn restic_breakdown(repo: &Path) -> String {
+    let dirs: Vec<String> = ["data", "index", "snapshots", "keys"]
+        .iter()
+        .map(|d| format!("{d} {:.3}", du(&repo.join(d)) as f64 / MB))
+        .collect();
+    let stats = Command::new("restic")
+        .arg("--repo")
+        .arg(repo)
+        .args(["stats", "--mode", "raw-data", "--json", "-q"])
+        .env("RESTIC_PASSWORD", "bench-pass")
+        .output()
+        .ok()
+        .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o.stdout).ok())
+        .map_or_else(
+            || "restic stats failed".to_string(),
+            |v| {
+                format!(
+                    "raw-data: {} blobs, {:.1} MB",
+                    v["total_blob_count"],
+                    v["total_size"].as_f64().unwrap_or(0.0) / MB
+                )
+            },
+        );
+    format!("  MB (du, folders included): {}; {stats}", dirs.join(", "))
+}
+
 fn du(p: &Path) -> u64 {
     let out = Command::new("du").args(["-sb"]).arg(p).output().unwrap();
     String::from_utf8_lossy(&out.stdout)
@@ -438,6 +499,7 @@ fn main() {
         ("restic", Some("bench-pass")),
     ];
     let mut rows = Vec::new();
+    let mut breakdowns = Vec::new();
     let corpus2 = work.path().join("corpus2");
     let wanted = std::env::var("BACKHOME_BENCH_SIDES")
         .unwrap_or_else(|_| "backhome,backhome+enc,restic".into());
@@ -484,11 +546,21 @@ fn main() {
             };
             timed(&mut c, work.path())
         };
+        let breakdown = |run: u32| {
+            let text = if *name == "restic" {
+                restic_breakdown(&repo)
+            } else {
+                backhome_breakdown(&repo, *pass)
+            };
+            format!("{name} after run {run}:\n{text}")
+        };
         let (t1, rss1) = measure(true);
         let size1 = du(&repo);
+        breakdowns.push(breakdown(1));
         mutate(&corpus2);
         let (t2, rss2) = measure(false);
         let size2 = du(&repo);
+        breakdowns.push(breakdown(2));
         rows.push((name.to_string(), t1, rss1, size1, t2, rss2, size2));
     }
     println!();
@@ -507,6 +579,11 @@ fn main() {
             *s2 as f64 / 1e6,
             rss1.max(*rss2)
         );
+    }
+    println!();
+    println!("where the bytes are:");
+    for b in &breakdowns {
+        println!("{b}");
     }
     std::io::stdout().flush().unwrap();
     if std::env::var("BACKHOME_BENCH_KEEP").is_ok() {

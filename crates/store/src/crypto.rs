@@ -13,6 +13,7 @@ use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use serde::{Deserialize, Serialize};
 
+use crate::dict::{DICT_BLOB_LIMIT, Dict, Dicts};
 use crate::error::{IoContext, Result, StoreError};
 use crate::id::{BlobId, ContentHash, hex, unhex};
 
@@ -20,6 +21,8 @@ use crate::id::{BlobId, ContentHash, hex, unhex};
 pub(crate) const FLAG_COMPRESSED: u8 = 1;
 /// Flag: the stored bytes are sealed with the repository key.
 pub(crate) const FLAG_ENCRYPTED: u8 = 2;
+/// Flag: compressed with one of the repository's dictionaries (its id is in the zstd frame).
+pub(crate) const FLAG_DICT: u8 = 4;
 const NONCE_LEN: usize = 24;
 
 /// Cost of the passphrase key derivation (Argon2id).
@@ -148,6 +151,9 @@ impl Keys {
 pub(crate) struct Codec {
     keys: Option<Keys>,
     level: i32,
+    /// Shared by every clone: a dictionary trained by the writer is used by the sealing thread
+    /// and found by readers of the same repository.
+    dicts: std::sync::Arc<Dicts>,
 }
 
 /// A blob ready to be appended to a pack.
@@ -158,7 +164,25 @@ pub(crate) struct Sealed {
 
 impl Codec {
     pub(crate) fn new(keys: Option<Keys>) -> Self {
-        Self { keys, level: 3 }
+        Self {
+            keys,
+            level: 3,
+            dicts: std::sync::Arc::default(),
+        }
+    }
+
+    /// The same codec with the dictionaries of the repository at `root`.
+    pub(crate) fn with_dicts(mut self, root: &Path) -> Self {
+        self.dicts = std::sync::Arc::new(Dicts::in_repository(root));
+        self
+    }
+
+    pub(crate) fn dicts(&self) -> &Dicts {
+        &self.dicts
+    }
+
+    pub(crate) fn level(&self) -> i32 {
+        self.level
     }
 
     /// The same codec with zstd `level`.
@@ -190,13 +214,33 @@ impl Codec {
         ContentHash(*h.finalize().as_bytes())
     }
 
-    /// Compresses (when it helps) and seals `raw`.
+    /// Compresses (when it helps; small blobs with the current dictionary) and seals `raw`.
     pub(crate) fn seal(&self, id: &BlobId, raw: &[u8]) -> Result<Sealed> {
+        let dict = (raw.len() <= DICT_BLOB_LIMIT)
+            .then(|| self.dicts.current())
+            .flatten();
+        self.seal_with(id, raw, dict.as_deref())
+    }
+
+    /// [`Codec::seal`] without a dictionary (for what must be readable without one).
+    pub(crate) fn seal_plain(&self, id: &BlobId, raw: &[u8]) -> Result<Sealed> {
+        self.seal_with(id, raw, None)
+    }
+
+    fn seal_with(&self, id: &BlobId, raw: &[u8], dict: Option<&Dict>) -> Result<Sealed> {
         let mut flags = 0;
-        let compressed = zstd::bulk::compress(raw, self.level)
-            .map_err(|e| StoreError::Invalid(format!("zstd: {e}")))?;
+        let zstd_err = |e: std::io::Error| StoreError::Invalid(format!("zstd: {e}"));
+        let compressed = match dict {
+            Some(d) => zstd::bulk::Compressor::with_prepared_dictionary(&d.enc)
+                .and_then(|mut c| c.compress(raw))
+                .map_err(zstd_err)?,
+            None => zstd::bulk::compress(raw, self.level).map_err(zstd_err)?,
+        };
         let body = if compressed.len() + 16 < raw.len() {
             flags |= FLAG_COMPRESSED;
+            if dict.is_some() {
+                flags |= FLAG_DICT;
+            }
             compressed
         } else {
             raw.to_vec()
@@ -251,7 +295,14 @@ impl Codec {
         } else {
             stored.into()
         };
-        let raw = if flags & FLAG_COMPRESSED != 0 {
+        let raw = if flags & FLAG_DICT != 0 {
+            let dict_id = zstd::zstd_safe::get_dict_id_from_frame(&body)
+                .ok_or("compressed with a dictionary, but the frame names none")?;
+            let d = self.dict(dict_id.get())?;
+            zstd::bulk::Decompressor::with_prepared_dictionary(&d.dec)
+                .and_then(|mut z| z.decompress(&body, raw_len))
+                .map_err(|e| format!("zstd: {e}"))?
+        } else if flags & FLAG_COMPRESSED != 0 {
             zstd::bulk::decompress(&body, raw_len).map_err(|e| format!("zstd: {e}"))?
         } else {
             body.into_owned()

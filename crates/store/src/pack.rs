@@ -26,6 +26,8 @@ const END_MAGIC: &[u8; 8] = b"BHPKEND\x01";
 pub(crate) const BLOB_HEADER: u64 = 49;
 /// Length of the trailer.
 const TRAILER: u64 = 20;
+/// Bytes of a pack that are neither blob headers nor blobs (magic and trailer).
+pub(crate) const PACK_FRAMING: u64 = PACK_MAGIC.len() as u64 + TRAILER;
 
 /// One blob of a pack.
 #[derive(Clone, Debug, PartialEq, Eq)]

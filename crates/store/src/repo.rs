@@ -15,8 +15,12 @@ use crate::error::{DbContext, IoContext, Result, StoreError};
 use crate::schema;
 use crate::snapshot::{self, FsKind};
 
-/// Newest repository layout this build understands.
-pub const FORMAT_VERSION: u32 = 1;
+/// Newest repository layout this build understands: 2 = small blobs may be compressed with a
+/// dictionary kept in `dict/` (a repository is raised from 1 to 2 when its first dictionary is
+/// stored).
+pub const FORMAT_VERSION: u32 = 2;
+/// Layout of a repository without dictionaries (what [`Repository::create`] writes).
+const FORMAT_WITHOUT_DICT: u32 = 1;
 const CONFIG: &str = "config.json";
 const KEY: &str = "key.json";
 const CATALOG: &str = "catalog.db";
@@ -144,7 +148,7 @@ impl Repository {
         drop(conn);
         let chunk = opts.chunking.unwrap_or_default();
         let config = Config {
-            format: FORMAT_VERSION,
+            format: FORMAT_WITHOUT_DICT,
             repository_id: crate::id::hex(&rand::random::<[u8; 16]>()),
             encrypted: keys.is_some(),
             created: time::OffsetDateTime::now_utc().unix_timestamp(),
@@ -158,7 +162,9 @@ impl Repository {
         let json =
             serde_json::to_vec_pretty(&config).map_err(|e| StoreError::Invalid(e.to_string()))?;
         crate::fsutil::write_atomic(&root.join(CONFIG), &json)?;
-        let codec = Codec::new(keys).with_level(config.compression_level);
+        let codec = Codec::new(keys)
+            .with_level(config.compression_level)
+            .with_dicts(&root);
         Ok(Self::from_parts(root, config, codec, false))
     }
 
@@ -220,7 +226,10 @@ impl Repository {
         } else {
             None
         };
-        let codec = Codec::new(keys).with_level(config.compression_level);
+        let codec = Codec::new(keys)
+            .with_level(config.compression_level)
+            .with_dicts(root);
+        codec.load_current_dict()?;
         let repo = Self::from_parts(root.to_path_buf(), config, codec, read_only);
         if read_only {
             let conn = repo.open_connection()?;
@@ -281,6 +290,25 @@ impl Repository {
     #[must_use]
     pub fn chunk_params(&self) -> ChunkParams {
         self.inner.config.chunk_params()
+    }
+
+    /// Stores a trained compression dictionary (under the writer lock) and makes new small
+    /// blobs use it. `config.json` is raised to format 2 first, so an older version refuses
+    /// the repository rather than meeting blobs it cannot read.
+    pub(crate) fn store_dictionary(&self, raw: &[u8]) -> Result<u32> {
+        if self.inner.config.format < 2 {
+            let mut config = self.inner.config.clone();
+            config.format = 2;
+            let json = serde_json::to_vec_pretty(&config)
+                .map_err(|e| StoreError::Invalid(e.to_string()))?;
+            crate::fsutil::write_atomic(&self.inner.root.join(CONFIG), &json)?;
+        }
+        self.inner.codec.install_dict(raw)
+    }
+
+    /// Whether new small blobs are compressed with a dictionary.
+    pub(crate) fn has_dictionary(&self) -> bool {
+        self.inner.codec.dicts().current().is_some()
     }
 
     pub(crate) fn catalog_path(&self) -> PathBuf {

@@ -91,6 +91,9 @@ pub struct RunWriter {
     sealer: ingest::Sealer,
     /// Content chunks whose blob is still being sealed: (content, seq, blob).
     deferred: Vec<(i64, i64, BlobId)>,
+    /// Small blobs collected to train the repository's compression dictionary (while it has
+    /// none).
+    sampler: Option<crate::dict::Sampler>,
 }
 
 impl std::fmt::Debug for RunWriter {
@@ -162,6 +165,7 @@ impl Repository {
             chunk_buf: Vec::new(),
             sealer: ingest::Sealer::new(self.inner.codec.clone()),
             deferred: Vec::new(),
+            sampler: (!self.has_dictionary()).then(crate::dict::Sampler::new),
         })
     }
 }

@@ -686,3 +686,104 @@ fn identical_items_in_quick_succession_share_one_blob() {
     // 1 shared + 6 unique + empty folder contents: the shared data is one blob.
     assert_eq!(v.blobs_checked, 7, "{v:?}");
 }
+
+/// A mail-like item: headers and text, a few KB.
+fn small_mail(i: u64) -> Vec<u8> {
+    let mut m = format!(
+        "From: user{}@example.com\r\nTo: team@example.com\r\nSubject: weekly {i}\r\n\r\n",
+        i % 9
+    )
+    .into_bytes();
+    m.extend(text(2_000 + (i as usize % 7) * 1_000, i + 1));
+    m
+}
+
+#[test]
+fn small_blobs_get_a_trained_dictionary_that_reads_back_after_reopening() {
+    for pass in [None, Some("dictionary pass")] {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("r");
+        let opts = CreateOptions {
+            passphrase: pass.map(str::to_string),
+            kdf: KdfParams {
+                memory_kib: 8 * 1024,
+                iterations: 1,
+            },
+            ..CreateOptions::default()
+        };
+        let repo = Repository::create(&p, &opts).unwrap();
+        let mut run = repo.begin_run().unwrap();
+        let ann = user(&mut run, "ann");
+        let f = folder(&mut run, ann, "f", None, "F");
+        // About 11 MiB of mails: the first 8 MiB train the dictionary, the rest use it.
+        let n = 2_300;
+        for i in 0..n {
+            item(
+                &mut run,
+                ann,
+                &format!("m{i}"),
+                f,
+                &format!("M{i}"),
+                &small_mail(i),
+                "t",
+            );
+        }
+        let big = bytes(3 << 20, 5);
+        item(&mut run, ann, "big", f, "Big", &big, "t");
+        run.commit(&serde_json::json!({})).unwrap();
+        let cfg = std::fs::read_to_string(p.join("config.json")).unwrap();
+        assert!(cfg.contains("\"format\": 2"), "{cfg}");
+        let space = repo.space_report().unwrap();
+        assert!(space.dict_blobs > 500, "{space:?}");
+        assert!(space.dict_bytes > 1_000, "{space:?}");
+        assert_eq!(
+            space.pack_bytes,
+            space.blob_data + space.blob_headers + space.pack_framing + space.seal_overhead,
+            "{space:?}"
+        );
+        assert!(
+            space
+                .catalog_tables
+                .iter()
+                .any(|(t, _)| t == "node_versions")
+        );
+        drop(repo);
+        // Another process reads every item back through the stored dictionary.
+        let repo = Repository::open(&p, pass).unwrap();
+        let kids = repo.list_children(f, RunId(1)).unwrap();
+        assert_eq!(kids.len(), n as usize + 1);
+        for k in &kids {
+            let want = match k.name.strip_prefix('M') {
+                Some(i) => small_mail(i.parse().unwrap()),
+                None => big.clone(),
+            };
+            assert_eq!(read_all(&repo, k.content.unwrap().id), want, "{}", k.name);
+        }
+        assert!(repo.verify(VerifyMode::Full).unwrap().is_ok());
+        // A second run keeps the dictionary and compresses its new small blobs with it.
+        let before = repo.space_report().unwrap().dict_blobs;
+        let mut run = repo.begin_run().unwrap();
+        let ann = user(&mut run, "ann");
+        item(&mut run, ann, "new", f, "New", &small_mail(99_999), "t");
+        run.commit(&serde_json::json!({})).unwrap();
+        assert_eq!(repo.space_report().unwrap().dict_blobs, before + 1);
+        // In an encrypted repository the dictionary's text is sealed like the blobs.
+        let dict_files = walk(&p.join("dict"));
+        assert_eq!(dict_files.len(), 1);
+        let raw = std::fs::read(&dict_files[0]).unwrap();
+        let plain_words = raw.windows(9).any(|w| w == b"quarterly");
+        assert!(!(plain_words && pass.is_some()));
+        // Without its dictionary a blob that needs it is reported damaged, naming the reason.
+        std::fs::remove_file(&dict_files[0]).unwrap();
+        drop(repo);
+        let repo = Repository::open(&p, pass).unwrap();
+        let v = repo.verify(VerifyMode::Full).unwrap();
+        assert!(!v.is_ok());
+        assert!(
+            v.damaged_blobs
+                .iter()
+                .any(|d| d.reason.contains("dictionary")),
+            "{v:?}"
+        );
+    }
+}

@@ -86,6 +86,9 @@ impl RunWriter {
 
     /// Hands a new blob to the sealing thread (sealing inline if the thread is gone).
     fn submit(&mut self, id: BlobId, raw: &[u8]) -> Result<()> {
+        if self.sampler.as_mut().is_some_and(|s| s.add(raw)) {
+            self.train_dictionary();
+        }
         while self.sealer.in_flight >= MAX_IN_FLIGHT {
             self.finish_one()?;
         }
@@ -100,6 +103,27 @@ impl RunWriter {
         } else {
             let sealed = self.repo.inner.codec.seal(&id, raw)?;
             self.append(id, raw.len(), sealed)
+        }
+    }
+
+    /// Trains the repository's compression dictionary from the collected samples and stores
+    /// it; blobs sealed from now on use it. A failure only leaves blobs compressed without one.
+    fn train_dictionary(&mut self) {
+        let Some(sampler) = self.sampler.take() else {
+            return;
+        };
+        let started = std::time::Instant::now();
+        match sampler
+            .train()
+            .map_err(StoreError::Invalid)
+            .and_then(|raw| self.repo.store_dictionary(&raw))
+        {
+            Ok(id) => tracing::info!(
+                dictionary = format!("{id:08x}"),
+                ms = started.elapsed().as_millis() as u64,
+                "compression dictionary trained for small blobs"
+            ),
+            Err(e) => tracing::warn!(error = %e, "no compression dictionary: training failed"),
         }
     }
 
