@@ -56,7 +56,13 @@ fn stored(e: &Env, run: RunId, upn: &str, id: &str) -> (String, Value) {
     (entry.path, serde_json::from_slice(&bytes).unwrap())
 }
 
-async fn restore_to(e: &Env, run: RunId, path: &str, user: &str) -> RestoreReport {
+async fn restore_to(
+    e: &Env,
+    run: RunId,
+    path: &str,
+    user: &str,
+    conflict: Conflict,
+) -> RestoreReport {
     let client = backhome::connect::client(&e.spec, &e.creds).unwrap();
     restore::run(
         client,
@@ -66,7 +72,7 @@ async fn restore_to(e: &Env, run: RunId, path: &str, user: &str) -> RestoreRepor
             paths: vec![path.to_owned()],
             target_user: Some(user.to_owned()),
             target_folder: None,
-            conflict: Conflict::Skip,
+            conflict,
         },
         Arc::new(RestoreProgress::default()),
         Arc::new(AtomicBool::new(false)),
@@ -200,7 +206,7 @@ async fn series_exceptions_are_backed_up_restored_and_exported() {
 
     // Restore into another account: the new series has the changed occurrences (subject and
     // start) and not the cancelled one.
-    let report = restore_to(&e, run4, &path, &other).await;
+    let report = restore_to(&e, run4, &path, &other, Conflict::Skip).await;
     assert!(report.failed.is_empty(), "{:?}", report.failed);
     assert_eq!(report.restored, 1, "{report:?}");
     let theirs: Vec<Value> = client
@@ -257,7 +263,7 @@ async fn series_exceptions_are_backed_up_restored_and_exported() {
         .json(Call::get(format!("/users/{other}/events/{cid}")))
         .await
         .unwrap();
-    let again = restore_to(&e, run4, &path, &other).await;
+    let again = restore_to(&e, run4, &path, &other, Conflict::Skip).await;
     assert_eq!((again.restored, again.skipped), (0, 1), "{again:?}");
     let after: Value = client
         .json(Call::get(format!("/users/{other}/events/{cid}")))
@@ -265,6 +271,52 @@ async fn series_exceptions_are_backed_up_restored_and_exported() {
         .unwrap();
     assert_eq!(after["changeKey"], before["changeKey"]);
     assert_eq!(rows(&instances(&client, &other, &cid).await), expected);
+
+    // An occurrence change Graph refuses is reported with the item, which is still restored.
+    e.control(
+        Method::POST,
+        "faults",
+        Some(json!({"pattern": "/events/", "method": "PATCH", "kind": "item_not_found"})),
+    )
+    .await;
+    let both = restore_to(&e, run4, &path, &other, Conflict::KeepBoth).await;
+    e.control(Method::DELETE, "faults", None).await;
+    assert_eq!(both.failed.len(), 1, "{both:?}");
+    let reason = &both.failed[0].reason;
+    assert!(
+        reason.contains("series was recreated")
+            && reason.contains("2 of its changed or cancelled occurrences")
+            && reason.contains("2026-03-09")
+            && reason.contains("2026-03-30"),
+        "{reason}"
+    );
+    let copies: Vec<Value> = client
+        .items(Call::get(format!(
+            "/users/{other}/calendar/events?$top=100"
+        )))
+        .try_collect()
+        .await
+        .unwrap();
+    let second = copies
+        .iter()
+        .find(|x| x["subject"] == "Series under test" && x["id"] != cid.as_str())
+        .expect("the second copy exists");
+    // Its cancellation was applied; its changes were not.
+    let plain: Vec<String> =
+        rows(&instances(&client, &other, second["id"].as_str().unwrap()).await)
+            .into_iter()
+            .map(|r| format!("{} {}", r.0, r.3))
+            .collect();
+    assert_eq!(
+        plain,
+        [
+            "occurrence 2026-03-02",
+            "occurrence 2026-03-09",
+            "occurrence 2026-03-16",
+            "occurrence 2026-03-30",
+            "occurrence 2026-04-06"
+        ]
+    );
 
     // Export: the .ics has the series with an EXDATE and one RECURRENCE-ID VEVENT per change.
     let zip_path = e.dir.path().join("series.zip");
