@@ -22,7 +22,7 @@ use crate::http::{GraphRequest, GraphResponse, Method};
 use crate::ids::{OutlookKey, OutlookKind};
 use crate::odata::{apply_select, page};
 use crate::state::SimState;
-use crate::tenant::{Event, Mailbox, MailboxCell};
+use crate::tenant::{Event, Mailbox, MailboxCell, Removed};
 use crate::time_fmt::{event_time, iso, now, parse_iso};
 
 /// Key of the series state inside a stored event's JSON (never shown to clients).
@@ -577,10 +577,27 @@ fn change(
         f(&m, &mut series)?;
         m.series = series;
         let stored = stored_json(&m);
+        let cancelled = m.series.cancelled.contains(&key.sub);
+        let mut calendar = None;
         if let Some(Some(e)) = mb.events.get_mut(key.serial as usize) {
             e.json = Some(Arc::new(stored));
             e.changed_seq = seq;
             e.modified = now();
+            calendar = Some(e.calendar);
+        }
+        // A cancelled occurrence leaves calendarView/delta as a removal.
+        if let (true, Some(c)) = (cancelled, calendar) {
+            let r = Removed {
+                seq,
+                serial: key.serial,
+                sub: key.sub,
+                id: oid(state, OutlookKind::Occurrence, mb.idx, key.serial, key.sub),
+                name: String::new(),
+            };
+            if let Some(Some(cal)) = mb.calendars.get_mut(c as usize) {
+                cal.log.push(r.clone());
+            }
+            mb.event_log.push(r);
         }
         let Some(ev) = event_of(mb, key) else {
             return Err(GraphResponse::exchange_not_found());

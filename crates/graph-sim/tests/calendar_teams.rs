@@ -391,6 +391,9 @@ async fn series_exceptions_and_cancelled_occurrences() {
     assert_eq!(s, 201, "{master}");
     let mid = master["id"].as_str().unwrap().to_owned();
     let window = "startDateTime=2026-03-01T00:00:00Z&endDateTime=2026-04-30T00:00:00Z";
+    let (_, delta0, _) = h
+        .delta_round(&format!("/users/{upn}/calendarView/delta?{window}"), &[])
+        .await;
     let instances = |q: &'static str| {
         let url = format!("{}/instances?{q}", ev(&mid));
         let h = &h;
@@ -573,6 +576,23 @@ async fn series_exceptions_and_cancelled_occurrences() {
         .filter(|i| i["seriesMasterId"] == mid.as_str())
         .collect();
     assert_eq!(of_series.len(), 3, "{of_series:?}");
+    // A client following its delta link sees the series again and the cancelled ones removed.
+    let (round, _, _) = h.delta_round(&delta0, &[]).await;
+    for i in [3, 4] {
+        assert!(
+            round
+                .iter()
+                .any(|e| e["id"] == id(i).as_str() && e["@removed"]["reason"] == "deleted"),
+            "{round:?}"
+        );
+    }
+    assert_eq!(
+        round
+            .iter()
+            .filter(|e| e["seriesMasterId"] == mid.as_str())
+            .count(),
+        3
+    );
     assert!(of_series.iter().any(
         |i| i["type"] == "exception" && i["start"]["dateTime"] == "2026-03-10T10:00:00.0000000"
     ));
