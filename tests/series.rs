@@ -317,6 +317,24 @@ async fn series_exceptions_are_backed_up_restored_and_exported() {
             "occurrence 2026-04-06"
         ]
     );
+    // "overwrite" replaces both copies by one series with its exceptions.
+    let over = restore_to(&e, run4, &path, &other, Conflict::Overwrite).await;
+    assert!(over.failed.is_empty(), "{:?}", over.failed);
+    assert_eq!(over.restored, 1, "{over:?}");
+    let copies: Vec<Value> = client
+        .items(Call::get(format!(
+            "/users/{other}/calendar/events?$top=100"
+        )))
+        .try_collect()
+        .await
+        .unwrap();
+    let copies: Vec<&Value> = copies
+        .iter()
+        .filter(|x| x["subject"] == "Series under test")
+        .collect();
+    assert_eq!(copies.len(), 1);
+    let id = copies[0]["id"].as_str().unwrap();
+    assert_eq!(rows(&instances(&client, &other, id).await), expected);
 
     // Export: the .ics has the series with an EXDATE and one RECURRENCE-ID VEVENT per change.
     let zip_path = e.dir.path().join("series.zip");
