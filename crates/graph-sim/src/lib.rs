@@ -18,6 +18,9 @@
 //! `$batch`, and group conversations (conversations, threads with `$filter`, posts with
 //! `inReplyTo`, attachments; posting only with delegated tokens, as Graph documents).
 //! Throttling (off unless enabled) and fault injection apply to every Graph request.
+//! Recurring series keep their changed and cancelled occurrences inside the master, as Exchange
+//! does (`calendar_series`): occurrence ids, `instances`, PATCH/DELETE/`cancel` of an occurrence,
+//! `$select=cancelledOccurrences` and `$expand=exceptionOccurrences` on the master.
 //!
 //! App registration: the device authorization grant (`POST /{tenant}/oauth2/v2.0/devicecode`,
 //! then polling the token endpoint; a test approves or declines the code through `/_sim/device/…`
