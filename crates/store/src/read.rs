@@ -112,18 +112,21 @@ pub(crate) fn current_version(
     conn.prepare_cached(
         "SELECT v.node, v.id, v.version_tag, v.size, v.content FROM nodes n
          JOIN node_versions v ON v.node = n.id AND v.last_run IS NULL
-         WHERE n.object = ?1 AND n.graph_id = ?2",
+         WHERE n.object = ?1 AND n.key = ?3 AND n.graph_id = ?2",
     )
     .and_then(|mut s| {
-        s.query_row(params![object.0, graph_id], |r| {
-            Ok(CurrentVersion {
-                node: NodeId(r.get(0)?),
-                version: VersionId(r.get(1)?),
-                version_tag: r.get(2)?,
-                size: r.get::<_, i64>(3)? as u64,
-                content: r.get::<_, Option<i64>>(4)?.map(ContentId),
-            })
-        })
+        s.query_row(
+            params![object.0, graph_id, crate::schema::node_key(graph_id)],
+            |r| {
+                Ok(CurrentVersion {
+                    node: NodeId(r.get(0)?),
+                    version: VersionId(r.get(1)?),
+                    version_tag: r.get(2)?,
+                    size: r.get::<_, i64>(3)? as u64,
+                    content: r.get::<_, Option<i64>>(4)?.map(ContentId),
+                })
+            },
+        )
         .optional()
     })
     .ctx("reading the current version")
@@ -309,8 +312,8 @@ impl Repository {
     pub fn find_node(&self, object: ObjectId, graph_id: &str) -> Result<Option<NodeId>> {
         self.with_conn(|c| {
             c.query_row(
-                "SELECT id FROM nodes WHERE object = ?1 AND graph_id = ?2",
-                params![object.0, graph_id],
+                "SELECT id FROM nodes WHERE object = ?1 AND key = ?3 AND graph_id = ?2",
+                params![object.0, graph_id, crate::schema::node_key(graph_id)],
                 |r| r.get(0),
             )
             .optional()

@@ -12,6 +12,8 @@ enum Step {
     /// SQL that rebuilds tables other tables refer to: run with foreign keys off (SQLite's
     /// table rebuild procedure), then checked with `foreign_key_check` before committing.
     Rebuild(&'static str),
+    /// A rebuild that needs code (values SQL cannot compute), run and checked like `Rebuild`.
+    RebuildCode(fn(&Connection) -> Result<()>),
 }
 
 /// Migrations in order; migration `i` brings the catalog to version `i + 1`.
@@ -134,7 +136,61 @@ const MIGRATIONS: &[Step] = &[
     CREATE INDEX blobs_hash8 ON blobs(substr(hash, 1, 8));
     ",
     ),
+    // 5: nodes are found by a 64-bit hash of their Graph id (`key`, an index of ~15 bytes a
+    // node) instead of a unique index holding every Graph id a second time (Exchange ids are
+    // about 150 characters); lookups compare the whole id.
+    Step::RebuildCode(rebuild_nodes_with_key),
 ];
+
+/// The lookup key of a node's Graph id: the first 8 bytes of its BLAKE3 hash.
+pub(crate) fn node_key(graph_id: &str) -> i64 {
+    let h = blake3::hash(graph_id.as_bytes());
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&h.as_bytes()[..8]);
+    i64::from_le_bytes(b)
+}
+
+/// Migration 5: `nodes` rebuilt with its `key` column and `(object, key)` index.
+fn rebuild_nodes_with_key(tx: &Connection) -> Result<()> {
+    tx.execute_batch(
+        "CREATE TABLE nodes_v5(
+            id INTEGER PRIMARY KEY,
+            object INTEGER NOT NULL REFERENCES objects(id),
+            graph_id TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            key INTEGER NOT NULL
+        );",
+    )
+    .ctx("applying migration")?;
+    {
+        let mut read = tx
+            .prepare("SELECT id, object, graph_id, kind FROM nodes ORDER BY id")
+            .ctx("applying migration")?;
+        let mut write = tx
+            .prepare(
+                "INSERT INTO nodes_v5(id, object, graph_id, kind, key) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .ctx("applying migration")?;
+        let mut rows = read.query([]).ctx("applying migration")?;
+        while let Some(r) = rows.next().ctx("applying migration")? {
+            let (id, object, gid, kind): (i64, i64, String, String) = (
+                r.get(0).ctx("applying migration")?,
+                r.get(1).ctx("applying migration")?,
+                r.get(2).ctx("applying migration")?,
+                r.get(3).ctx("applying migration")?,
+            );
+            write
+                .execute(rusqlite::params![id, object, gid, kind, node_key(&gid)])
+                .ctx("applying migration")?;
+        }
+    }
+    tx.execute_batch(
+        "DROP TABLE nodes;
+         ALTER TABLE nodes_v5 RENAME TO nodes;
+         CREATE INDEX nodes_key ON nodes(object, key);",
+    )
+    .ctx("applying migration")
+}
 
 /// The newest catalog version this build writes.
 pub const LATEST: i64 = MIGRATIONS.len() as i64;
@@ -198,7 +254,7 @@ pub(crate) fn migrate_to(conn: &mut Connection, target: i64) -> Result<()> {
         if v <= current || v > target {
             continue;
         }
-        let rebuild = matches!(step, Step::Rebuild(_));
+        let rebuild = matches!(step, Step::Rebuild(_) | Step::RebuildCode(_));
         if rebuild {
             // Has no effect inside a transaction: switched before it, back on after it.
             conn.pragma_update(None, "foreign_keys", false)
@@ -230,8 +286,12 @@ fn apply(conn: &mut Connection, step: &Step, v: i64) -> Result<bool> {
         match step {
             Step::Sql(sql) => tx.execute_batch(sql).ctx("applying migration")?,
             Step::Code(f) => f(&tx)?,
-            Step::Rebuild(sql) => {
-                tx.execute_batch(sql).ctx("applying migration")?;
+            Step::Rebuild(_) | Step::RebuildCode(_) => {
+                match step {
+                    Step::Rebuild(sql) => tx.execute_batch(sql).ctx("applying migration")?,
+                    Step::RebuildCode(f) => f(&tx)?,
+                    _ => {}
+                }
                 let broken: i64 = tx
                     .query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
                         r.get(0)
@@ -359,6 +419,87 @@ mod tests {
             .query_row("SELECT count(*) FROM search_text", [], |r| r.get(0))
             .unwrap();
         assert_eq!(texts, 0);
+    }
+
+    #[test]
+    fn version_4_catalogs_plain_and_encrypted_get_keyed_nodes() {
+        for key in [None, Some([7u8; 32])] {
+            let dir = tempfile::tempdir().unwrap();
+            let p = dir.path().join("c.db");
+            let open = || {
+                let c = Connection::open(&p).unwrap();
+                if let Some(k) = &key {
+                    crate::catalog_crypt::apply_key(&c, k).unwrap();
+                }
+                configure(&c, false).unwrap();
+                c
+            };
+            let mut c = open();
+            migrate_to(&mut c, 4).unwrap();
+            let long_id = format!("AAMkAGI2TG93AAA{}=", "x".repeat(130));
+            c.execute_batch(
+                "INSERT INTO runs(id, started, status) VALUES (1, 0, 'committed');
+                 INSERT INTO objects(id, kind, graph_id, name) VALUES (1, 'user', 'u1', 'Ann');
+                 INSERT INTO objects(id, kind, graph_id, name) VALUES (2, 'user', 'u2', 'Bob');",
+            )
+            .unwrap();
+            for (id, object, gid) in [(3, 1, "inbox"), (5, 1, long_id.as_str()), (9, 2, "inbox")] {
+                c.execute(
+                    "INSERT INTO nodes(id, object, graph_id, kind) VALUES (?1, ?2, ?3, 'message')",
+                    rusqlite::params![id, object, gid],
+                )
+                .unwrap();
+            }
+            c.execute_batch(
+                "INSERT INTO node_versions(node, parent, name, size, first_run) VALUES (5, 3, 'Hi', 2, 1);",
+            )
+            .unwrap();
+            drop(c);
+            let header = std::fs::read(&p).unwrap();
+            assert_eq!(header.starts_with(b"SQLite format 3"), key.is_none());
+            let mut c = open();
+            migrate_to(&mut c, LATEST).unwrap();
+            assert_eq!(version(&c).unwrap(), LATEST);
+            // Same ids, keys computed, references intact, the unique copy of the ids gone.
+            let find = "SELECT id FROM nodes WHERE object = ?1 AND key = ?2 AND graph_id = ?3";
+            for (id, object, gid) in [(3, 1, "inbox"), (5, 1, long_id.as_str()), (9, 2, "inbox")] {
+                let got: i64 = c
+                    .query_row(find, rusqlite::params![object, node_key(gid), gid], |r| {
+                        r.get(0)
+                    })
+                    .unwrap();
+                assert_eq!(got, id);
+            }
+            let plan: String = c
+                .query_row(
+                    &format!("EXPLAIN QUERY PLAN {find}"),
+                    rusqlite::params![1, 0, "x"],
+                    |r| r.get(3),
+                )
+                .unwrap();
+            assert!(plan.contains("nodes_key"), "{plan}");
+            let autoindexes: i64 = c
+                .query_row(
+                    "SELECT count(*) FROM sqlite_schema WHERE name LIKE 'sqlite_autoindex_nodes%'",
+                    [],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            assert_eq!(autoindexes, 0);
+            let parent: i64 = c
+                .query_row("SELECT parent FROM node_versions WHERE node = 5", [], |r| {
+                    r.get(0)
+                })
+                .unwrap();
+            assert_eq!(parent, 3);
+            assert!(c.execute("DELETE FROM nodes WHERE id = 5", []).is_err());
+            let broken: i64 = c
+                .query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
+                    r.get(0)
+                })
+                .unwrap();
+            assert_eq!(broken, 0);
+        }
     }
 
     #[test]

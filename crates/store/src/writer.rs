@@ -236,18 +236,48 @@ impl RunWriter {
     /// The node `(object, graph_id)`, created if new.
     pub fn node(&mut self, object: ObjectId, graph_id: &str, kind: NodeKind) -> Result<NodeId> {
         self.guard()?;
-        let r = self
-            .conn
-            .query_row(
-                "INSERT INTO nodes(object, graph_id, kind) VALUES (?1, ?2, ?3)
-                 ON CONFLICT(object, graph_id) DO UPDATE SET kind = excluded.kind
-                 RETURNING id",
-                params![object.0, graph_id, kind.as_str()],
-                |r| r.get(0),
-            )
-            .ctx("recording a node")
-            .map(NodeId);
+        let r = self.node_inner(object, graph_id, kind);
         self.track(r)
+    }
+
+    fn node_inner(&self, object: ObjectId, graph_id: &str, kind: NodeKind) -> Result<NodeId> {
+        let key = crate::schema::node_key(graph_id);
+        let found: Option<(i64, String)> = self
+            .conn
+            .prepare_cached(
+                "SELECT id, kind FROM nodes WHERE object = ?1 AND key = ?2 AND graph_id = ?3",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![object.0, key, graph_id], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()
+            })
+            .ctx("looking up a node")?;
+        match found {
+            Some((id, k)) => {
+                if k != kind.as_str() {
+                    self.conn
+                        .prepare_cached("UPDATE nodes SET kind = ?2 WHERE id = ?1")
+                        .and_then(|mut s| s.execute(params![id, kind.as_str()]))
+                        .ctx("recording a node")?;
+                }
+                Ok(NodeId(id))
+            }
+            None => self
+                .conn
+                .prepare_cached(
+                    "INSERT INTO nodes(object, graph_id, kind, key) VALUES (?1, ?2, ?3, ?4)
+                     RETURNING id",
+                )
+                .and_then(|mut s| {
+                    s.query_row(params![object.0, graph_id, kind.as_str(), key], |r| {
+                        r.get(0)
+                    })
+                })
+                .ctx("recording a node")
+                .map(NodeId),
+        }
     }
 
     /// The newest version of `(object, graph_id)`, including what this run already wrote.
