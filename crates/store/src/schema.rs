@@ -140,7 +140,38 @@ const MIGRATIONS: &[Step] = &[
     // node) instead of a unique index holding every Graph id a second time (Exchange ids are
     // about 150 characters); lookups compare the whole id.
     Step::RebuildCode(rebuild_nodes_with_key),
+    // 6: one index serves both "versions of a node" and "the open version of a node":
+    // `(node, ifnull(last_run, -1))`, unique (a node has one open version and its closed
+    // versions end in different runs), instead of `nv_node(node, first_run)` and the partial
+    // unique `nv_open(node)` holding most versions twice.
+    Step::Code(merge_version_indexes),
 ];
+
+/// Migration 6. A catalog whose versions break the stronger uniqueness (none written by this
+/// code) keeps its two indexes: the queries need no particular one.
+fn merge_version_indexes(tx: &Connection) -> Result<()> {
+    let clashes: i64 = tx
+        .query_row(
+            "SELECT count(*) FROM (SELECT 1 FROM node_versions
+             GROUP BY node, ifnull(last_run, -1) HAVING count(*) > 1)",
+            [],
+            |r| r.get(0),
+        )
+        .ctx("applying migration")?;
+    if clashes > 0 {
+        tracing::warn!(
+            clashes,
+            "versions of a node end in the same run: the version indexes are kept as they are"
+        );
+        return Ok(());
+    }
+    tx.execute_batch(
+        "DROP INDEX nv_open;
+         DROP INDEX nv_node;
+         CREATE UNIQUE INDEX nv_node ON node_versions(node, ifnull(last_run, -1));",
+    )
+    .ctx("applying migration")
+}
 
 /// The lookup key of a node's Graph id: the first 8 bytes of its BLAKE3 hash.
 pub(crate) fn node_key(graph_id: &str) -> i64 {
@@ -422,7 +453,7 @@ mod tests {
     }
 
     #[test]
-    fn version_4_catalogs_plain_and_encrypted_get_keyed_nodes() {
+    fn version_4_catalogs_plain_and_encrypted_get_keyed_nodes_and_one_version_index() {
         for key in [None, Some([7u8; 32])] {
             let dir = tempfile::tempdir().unwrap();
             let p = dir.path().join("c.db");
@@ -493,6 +524,35 @@ mod tests {
                 .unwrap();
             assert_eq!(parent, 3);
             assert!(c.execute("DELETE FROM nodes WHERE id = 5", []).is_err());
+            // Version 6: one index for a node's versions, still one open version per node.
+            let plan: String = c
+                .query_row(
+                    "EXPLAIN QUERY PLAN SELECT id FROM node_versions WHERE node = 5 AND last_run IS NULL",
+                    [],
+                    |r| r.get(3),
+                )
+                .unwrap();
+            assert!(plan.contains("nv_node"), "{plan}");
+            let open_twice = c.execute(
+                "INSERT INTO node_versions(node, name, size, first_run) VALUES (5, 'Again', 2, 1)",
+                [],
+            );
+            assert!(open_twice.is_err());
+            c.execute("UPDATE node_versions SET last_run = 1 WHERE node = 5", [])
+                .unwrap();
+            c.execute(
+                "INSERT INTO node_versions(node, name, size, first_run) VALUES (5, 'Again', 2, 2)",
+                [],
+            )
+            .unwrap();
+            let indexes: i64 = c
+                .query_row(
+                    "SELECT count(*) FROM sqlite_schema WHERE name IN ('nv_open', 'nv_node')",
+                    [],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            assert_eq!(indexes, 1);
             let broken: i64 = c
                 .query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
                     r.get(0)
