@@ -503,3 +503,86 @@ async fn generated_series_round_trip_through_restore() {
         "{series} series with exceptions"
     );
 }
+
+/// A series master stored without its occurrences (as a release before they were read stored
+/// it: the plain `changeKey` as its tag) is read again, once, by the next run, although Graph
+/// did not change it.
+#[actix_web::test]
+async fn a_master_stored_without_its_occurrences_is_read_again() {
+    let e = env(&[Service::Calendar]).await;
+    let snap = e.control(Method::GET, "snapshot", None).await;
+    let upn = snap["contacts"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .next()
+        .unwrap()
+        .clone();
+    let client = backhome::connect::client(&e.spec, &e.creds).unwrap();
+    let master: Value = client
+        .json(Call::post_json(format!("/users/{upn}/calendar/events"), &json!({
+            "subject": "Older series", "start": {"dateTime": "2026-03-03T10:00:00", "timeZone": "UTC"},
+            "end": {"dateTime": "2026-03-03T10:30:00", "timeZone": "UTC"},
+            "recurrence": {"pattern": {"type": "weekly", "interval": 1, "daysOfWeek": ["tuesday"]},
+                "range": {"type": "numbered", "startDate": "2026-03-03", "numberOfOccurrences": 4}}})).unwrap())
+        .await
+        .unwrap();
+    let mid = master["id"].as_str().unwrap().to_owned();
+    let occ = instances(&client, &upn, &mid).await;
+    client
+        .send(Call::delete(format!(
+            "/users/{upn}/events/{}",
+            occ[2]["id"].as_str().unwrap()
+        )))
+        .await
+        .unwrap();
+    let first = e.backup().await;
+    assert!(first.errors.is_empty(), "{:?}", first.errors);
+    let (path, _) = stored(&e, RunId(first.run_id), &upn, &mid);
+    let Target::Node(v) = browse::resolve(&e.repo, RunId(first.run_id), &path).unwrap() else {
+        panic!("{path} is not a node");
+    };
+    let tag = v.version_tag.clone().unwrap();
+    let change_key = tag.split(' ').next().unwrap().to_owned();
+    assert_ne!(
+        tag, change_key,
+        "a master's tag says its occurrences were read"
+    );
+
+    // What an older release left: the same master tagged with its plain changeKey.
+    let mut w = e.repo.begin_run().unwrap();
+    w.put_version(
+        v.node,
+        &backhome_store::NewVersion {
+            parent: v.parent,
+            name: v.name.clone(),
+            content: v.content,
+            size: v.size,
+            modified: v.modified,
+            version_tag: Some(change_key.clone()),
+            metadata: v.metadata.clone(),
+            search: None,
+        },
+    )
+    .unwrap();
+    w.commit(&json!({})).unwrap();
+
+    let next = e.backup().await;
+    assert!(next.errors.is_empty(), "{:?}", next.errors);
+    let Target::Node(again) = browse::resolve(&e.repo, RunId(next.run_id), &path).unwrap() else {
+        panic!("{path} is not a node");
+    };
+    assert_eq!(again.version_tag.as_deref(), Some(tag.as_str()));
+    let (_, json) = stored(&e, RunId(next.run_id), &upn, &mid);
+    assert_eq!(
+        json["cancelledOccurrences"],
+        json!([format!("OID.{mid}.2026-03-17")])
+    );
+    // And once read, it is not read again while Graph does not change it.
+    let quiet = e.backup().await;
+    assert_eq!(
+        (quiet.items_added, quiet.items_changed),
+        (0, 0),
+        "{quiet:?}"
+    );
+}

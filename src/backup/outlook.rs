@@ -18,6 +18,9 @@ use super::context::{Ctx, RunError};
 use super::delta::is_fatal;
 use crate::paths::item_name;
 
+/// Added to a series master's `changeKey` in its version tag: stored with its occurrences.
+const SERIES_TAG: &str = "+occurrences";
+
 /// Graph id under which the default contacts folder is stored.
 const DEFAULT_CONTACTS: &str = "contacts:default";
 
@@ -92,10 +95,17 @@ impl JsonContainer<'_> {
     async fn item(&self, id: &str, mut item: Value) -> Result<(), RunError> {
         let ctx = self.ctx;
         let obj = self.object;
-        let tag = item
-            .get("changeKey")
-            .and_then(Value::as_str)
-            .map(str::to_owned);
+        let series = self.kind == NodeKind::Event
+            && item.get("type").and_then(Value::as_str) == Some("seriesMaster");
+        // A master's tag says that its occurrences were read with it, so that a master stored
+        // without them (by a version before they were read) is read again once.
+        let tag = item.get("changeKey").and_then(Value::as_str).map(|k| {
+            if series {
+                format!("{k} {SERIES_TAG}")
+            } else {
+                k.to_owned()
+            }
+        });
         let gid = id.to_owned();
         let cur = ctx.w(move |w| w.current_version(obj, &gid)).await?;
         let title = ["subject", "displayName"]
@@ -129,9 +139,7 @@ impl JsonContainer<'_> {
                 .await?;
             item["attachments"] = Value::Array(atts);
         }
-        if self.kind == NodeKind::Event
-            && item.get("type").and_then(Value::as_str) == Some("seriesMaster")
-        {
+        if series {
             self.series_exceptions(id, &mut item).await?;
         }
         let bytes =
