@@ -153,13 +153,15 @@ impl Codec {
             }
         }
         ids.sort_unstable();
-        // One dictionary per repository today; if several exist, the highest id is used.
-        if let Some(&id) = ids.last() {
+        // One dictionary per repository normally (another is trained only when it could not be
+        // read); the highest id that reads is used.
+        for &id in ids.iter().rev() {
             match self.dict(id) {
                 Ok(d) => {
                     if let Ok(mut c) = self.dicts().current.write() {
                         *c = Some(d);
                     }
+                    break;
                 }
                 Err(reason) => tracing::warn!(%reason, "compression dictionary not used"),
             }
