@@ -7,11 +7,21 @@ use backhome_graph::{Call, Client, Download, ErrorClass};
 use backhome_store::{Repository, RunId, RunWriter, StoreError, StoredContent};
 use futures_util::{StreamExt, TryStreamExt};
 use serde::Serialize;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::progress::Progress;
 
 /// Content up to this size is downloaded into memory before it is written.
 pub const IN_MEMORY_MAX: usize = 1 << 20;
+
+/// Memory that all downloads together may hold before writing, beyond the first
+/// [`BUFFER_UNIT`] of each (which every download may hold). A download that would go beyond it
+/// streams through the run writer instead, so memory stays bounded however many downloads run
+/// at once.
+pub const IN_MEMORY_BUDGET: usize = 32 << 20;
+
+/// The unit in which downloads take their share of [`IN_MEMORY_BUDGET`].
+pub const BUFFER_UNIT: usize = 64 << 10;
 
 /// How often a broken download is tried from the start within one run.
 const FETCH_ATTEMPTS: u32 = 3;
@@ -56,6 +66,11 @@ pub struct Ctx {
     pub repo: Repository,
     /// The last committed run before this one.
     pub latest: Option<RunId>,
+    /// [`IN_MEMORY_BUDGET`] in units of [`BUFFER_UNIT`].
+    buffers: Arc<Semaphore>,
+    /// One turn at the run writer: collectors wait for it here, without a thread each, and the
+    /// holder takes the writer on a blocking thread.
+    turn: Arc<Semaphore>,
 }
 
 impl Ctx {
@@ -76,6 +91,8 @@ impl Ctx {
             cancel,
             repo,
             latest,
+            buffers: Arc::new(Semaphore::new(IN_MEMORY_BUDGET / BUFFER_UNIT)),
+            turn: Arc::new(Semaphore::new(1)),
         }
     }
 
@@ -88,6 +105,13 @@ impl Ctx {
         T: Send + 'static,
         F: FnOnce(&mut RunWriter) -> Result<T, StoreError> + Send + 'static,
     {
+        // Hundreds of collectors write at once; waiting here keeps them off the blocking pool
+        // (a thread each, blocked on the mutex, and the memory that goes with them).
+        let _turn = self
+            .turn
+            .acquire()
+            .await
+            .map_err(|e| RunError::Internal(e.to_string()))?;
         let writer = Arc::clone(&self.writer);
         tokio::task::spawn_blocking(move || {
             let mut guard = writer
@@ -101,10 +125,6 @@ impl Ctx {
 
     /// Downloads `call` (a `$value` or a `/content`) into the repository and counts its bytes.
     ///
-    /// Content up to [`IN_MEMORY_MAX`] is read into memory first, so the run writer is held only
-    /// for the write; larger content streams through the writer with bounded memory. A download
-    /// that breaks off in a way the client could not resume is tried again from the start.
-    ///
     /// # Errors
     /// A Graph error while reading, or a store error while writing.
     pub async fn fetch_into_store(
@@ -112,9 +132,33 @@ impl Ctx {
         object: &str,
         call: Call,
     ) -> Result<StoredContent, RunError> {
+        self.fetch_into_store_then(object, call, |_, stored| Ok(stored))
+            .await
+    }
+
+    /// Downloads `call` into the repository, then runs `then` with what was stored in the same
+    /// hold of the run writer (e.g. to record the version), so an item costs one write.
+    ///
+    /// Content up to [`IN_MEMORY_MAX`] is read into memory first (within [`IN_MEMORY_BUDGET`]
+    /// for all downloads together), so the run writer is held only for the write; larger
+    /// content streams through the writer with bounded memory. A download that breaks off in a
+    /// way the client could not resume is tried again from the start.
+    ///
+    /// # Errors
+    /// A Graph error while reading, or a store error while writing or from `then`.
+    pub async fn fetch_into_store_then<T, F>(
+        &self,
+        object: &str,
+        call: Call,
+        then: F,
+    ) -> Result<T, RunError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut RunWriter, StoredContent) -> Result<T, StoreError> + Clone + Send + 'static,
+    {
         let mut attempt = 1;
         loop {
-            match self.fetch_once(object, call.clone()).await {
+            match self.fetch_once(object, call.clone(), then.clone()).await {
                 Err(RunError::Graph(e))
                     if attempt < FETCH_ATTEMPTS && matches!(e.class(), ErrorClass::Temporary) =>
                 {
@@ -126,29 +170,65 @@ impl Ctx {
         }
     }
 
-    async fn fetch_once(&self, object: &str, call: Call) -> Result<StoredContent, RunError> {
+    async fn fetch_once<T, F>(&self, object: &str, call: Call, then: F) -> Result<T, RunError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut RunWriter, StoredContent) -> Result<T, StoreError> + Send + 'static,
+    {
         let mut download = self.client.download(call).await?;
-        let mut prefix = Vec::new();
+        // Sized from the announced length when there is one, so the buffer is not regrown.
+        let announced = download
+            .size
+            .and_then(|n| usize::try_from(n).ok())
+            .filter(|n| *n <= IN_MEMORY_MAX)
+            .unwrap_or(0);
+        let mut prefix = Vec::with_capacity(announced);
+        // Shares of the memory budget this download holds while it is buffered.
+        let mut held: Vec<OwnedSemaphorePermit> = Vec::new();
+        let mut held_units = 0usize;
         while let Some(chunk) = download.next().await {
             let chunk = chunk?;
             Progress::add(&self.progress.bytes_downloaded, chunk.len() as u64);
             prefix.extend_from_slice(&chunk);
-            if prefix.len() > IN_MEMORY_MAX {
-                return self.store_stream(object, prefix, download).await;
+            let units = prefix.len().saturating_sub(1) / BUFFER_UNIT;
+            let granted = units <= held_units
+                || u32::try_from(units - held_units)
+                    .ok()
+                    .and_then(|n| Arc::clone(&self.buffers).try_acquire_many_owned(n).ok())
+                    .map(|p| {
+                        held.push(p);
+                        held_units = units;
+                    })
+                    .is_some();
+            if !granted || prefix.len() > IN_MEMORY_MAX {
+                drop(held);
+                return self.store_stream(object, prefix, download, then).await;
             }
         }
-        let stored = self.w(move |w| w.put_bytes(&prefix)).await?;
+        let (stored, out) = self
+            .w(move |w| {
+                let stored = w.put_bytes(&prefix)?;
+                let out = then(w, stored)?;
+                Ok((stored, out))
+            })
+            .await?;
+        drop(held);
         self.progress.object_item(object, stored.content.size);
-        Ok(stored)
+        Ok(out)
     }
 
-    /// Streams `prefix` and the rest of `download` into the repository.
-    async fn store_stream(
+    /// Streams `prefix` and the rest of `download` into the repository, then runs `then`.
+    async fn store_stream<T, F>(
         &self,
         object: &str,
         prefix: Vec<u8>,
         download: Download,
-    ) -> Result<StoredContent, RunError> {
+        then: F,
+    ) -> Result<T, RunError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut RunWriter, StoredContent) -> Result<T, StoreError> + Send + 'static,
+    {
         let progress = Arc::clone(&self.progress);
         let counted = download.inspect_ok(move |chunk| {
             Progress::add(&progress.bytes_downloaded, chunk.len() as u64);
@@ -164,13 +244,19 @@ impl Ctx {
         });
         let rest = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(io));
         let reader = std::io::Read::chain(std::io::Cursor::new(prefix), rest);
-        let stored = self.w(move |w| w.put_content(reader)).await;
+        let stored = self
+            .w(move |w| {
+                let stored = w.put_content(reader)?;
+                let out = then(w, stored)?;
+                Ok((stored, out))
+            })
+            .await;
         if let Ok(Some(e)) = failure.lock().map(|mut s| s.take()) {
             return Err(RunError::Graph(e));
         }
-        let stored = stored?;
+        let (stored, out) = stored?;
         self.progress.object_item(object, stored.content.size);
-        Ok(stored)
+        Ok(out)
     }
 
     /// Records an item failure (the run goes on).

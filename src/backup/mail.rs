@@ -2,16 +2,32 @@
 //! Graph metadata, incrementally through per-folder delta queries.
 
 use std::collections::HashSet;
+use std::hash::{Hash, Hasher};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use backhome_graph::models::{MailFolder, Message};
 use backhome_graph::{Call, ErrorClass, encode_segment};
 use backhome_store::{NewVersion, NodeId, NodeKind, ObjectId, SearchText};
 use futures_util::{StreamExt, TryStreamExt};
+use tokio::sync::mpsc;
 
 use super::context::{Ctx, RunError};
 use super::delta;
 use crate::paths::item_name;
+
+/// Messages listed and waiting to be stored, per mailbox. The listing waits while the queue is
+/// full, so memory does not grow with the mailbox.
+const QUEUED_PER_MAILBOX: usize = 32;
+
+/// Messages being stored at once per mailbox. More than the mailbox's Graph slots (Exchange allows
+/// 4 requests at once; the client enforces it), so that while some messages are written to the
+/// repository the others keep every slot busy.
+const MESSAGES_AT_ONCE: usize = 8;
+
+/// Folders whose changes are listed at once per mailbox, so that small and empty folders do not
+/// leave the slots waiting for a listing.
+const FOLDERS_LISTED_AT_ONCE: usize = 2;
 
 const MESSAGE_SELECT: &str = "subject,from,toRecipients,ccRecipients,receivedDateTime,sentDateTime,isRead,isDraft,flag,importance,categories,hasAttachments,internetMessageId,conversationId,parentFolderId,changeKey,lastModifiedDateTime,bodyPreview";
 
@@ -27,18 +43,80 @@ pub struct Mailbox<'a> {
     pub base: String,
     /// The `mail` root node.
     pub root: NodeId,
-    /// Messages written in this run, so that a move reported as a removal from the old folder
-    /// does not delete them, whichever folder is handled first.
-    pub touched: Mutex<HashSet<String>>,
+    /// Hashes of the ids of messages written in this run, so that a move reported as a removal
+    /// from the old folder does not delete them, whichever folder is handled first. Kept as
+    /// 64-bit hashes, so a large mailbox costs 16 bytes or so per message, not its ids.
+    touched: Mutex<HashSet<u64>>,
     /// Removals reported by the folders' rounds, applied once every folder was listed.
-    pub removed: Mutex<Vec<String>>,
-    /// New delta tokens, recorded once the removals are applied (a kill before that replays the
-    /// rounds; unchanged messages are not downloaded again).
-    pub tokens: Mutex<Vec<(String, String)>>,
+    removed: Mutex<Vec<String>>,
+    /// New delta tokens with their folder, recorded once the removals are applied and only for
+    /// folders whose messages were all stored (a kill before that replays the rounds; unchanged
+    /// messages are not downloaded again).
+    tokens: Mutex<Vec<(String, String, std::sync::Arc<FolderState>)>>,
 }
 
-impl Mailbox<'_> {
+/// A listed message waiting to be stored.
+struct Queued {
+    message: Message,
+    folder: NodeId,
+    state: std::sync::Arc<FolderState>,
+}
+
+/// The receiving end of a mailbox's queue as a stream.
+struct Queue(mpsc::Receiver<Queued>);
+
+impl futures_util::Stream for Queue {
+    type Item = Queued;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Queued>> {
+        self.0.poll_recv(cx)
+    }
+}
+
+/// One folder's listing and the storing of what it listed.
+struct FolderState {
+    /// Display path, for progress and errors.
+    path: String,
+    /// Messages queued and not stored yet.
+    pending: AtomicUsize,
+    /// Messages that failed (the folder's token is then kept, so they are retried next run).
+    failed: AtomicUsize,
+    /// The listing reached its end.
+    listed: AtomicBool,
+    /// The folder was counted as done in the progress.
+    done: AtomicBool,
+}
+
+fn id_hash(id: &str) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    id.hash(&mut h);
+    h.finish()
+}
+
+impl<'a> Mailbox<'a> {
+    /// A mailbox of `object` whose Graph path is `base` (`/users/{id}`), stored under `root`.
+    #[must_use]
+    pub fn new(ctx: &'a Ctx, object: ObjectId, label: &'a str, base: String, root: NodeId) -> Self {
+        Self {
+            ctx,
+            object,
+            label,
+            base,
+            root,
+            touched: Mutex::default(),
+            removed: Mutex::default(),
+            tokens: Mutex::default(),
+        }
+    }
+
     /// Backs up the folder tree and every folder's messages.
+    ///
+    /// The folders' changes are listed while the listed messages are stored: a bounded queue
+    /// joins the two, so the mailbox's Graph slots never wait for a listing page and memory stays
+    /// bounded whatever the mailbox's size.
     ///
     /// # Errors
     /// A run-stopping error; item and folder failures are recorded and skipped.
@@ -63,34 +141,80 @@ impl Mailbox<'_> {
         self.ctx
             .progress
             .containers_listed(self.label, folders.len() as u64);
-        let mut seen = HashSet::new();
-        for (folder, parent, path) in &folders {
-            self.ctx.check_cancel()?;
-            seen.insert(folder.id.clone());
-            let (obj, id) = (self.object, folder.id.clone());
-            let node = self
-                .ctx
-                .w(move |w| w.node(obj, &id, NodeKind::MailFolder))
-                .await?;
-            let v = NewVersion {
-                parent: Some(*parent),
-                name: folder
-                    .display_name
-                    .clone()
-                    .unwrap_or_else(|| folder.id.clone()),
-                metadata: serde_json::to_value(folder).unwrap_or_default(),
-                ..NewVersion::default()
-            };
-            self.ctx.w(move |w| w.put_version(node, &v)).await?;
-            self.ctx
-                .progress
-                .activity(self.label, &format!("mail: {path}"));
-            self.folder_messages(folder, node, path).await?;
-            self.ctx.progress.container_done(self.label);
-        }
+        let seen: HashSet<String> = folders.iter().map(|(f, _, _)| f.id.clone()).collect();
+        let (tx, rx) = mpsc::channel::<Queued>(QUEUED_PER_MAILBOX);
+        let listing = async move {
+            futures_util::stream::iter(folders)
+                .map(|(folder, parent, path)| {
+                    let tx = tx.clone();
+                    async move { self.folder(folder, parent, path, tx).await }
+                })
+                .buffer_unordered(FOLDERS_LISTED_AT_ONCE)
+                .try_collect::<Vec<()>>()
+                .await
+        };
+        let queue = Queue(rx);
+        let storing = queue
+            .map(|q| self.queued(q))
+            .buffer_unordered(MESSAGES_AT_ONCE)
+            .try_collect::<Vec<()>>();
+        futures_util::future::try_join(listing, storing).await?;
         self.finish().await?;
         super::prune_children(self.ctx, self.object, self.root, NodeKind::MailFolder, seen).await?;
         Ok(true)
+    }
+
+    /// Records a folder's version, then lists its changes into the queue.
+    async fn folder(
+        &self,
+        folder: MailFolder,
+        parent: NodeId,
+        path: String,
+        tx: mpsc::Sender<Queued>,
+    ) -> Result<(), RunError> {
+        self.ctx.check_cancel()?;
+        let (obj, id) = (self.object, folder.id.clone());
+        let v = NewVersion {
+            parent: Some(parent),
+            name: folder
+                .display_name
+                .clone()
+                .unwrap_or_else(|| folder.id.clone()),
+            metadata: serde_json::to_value(&folder).unwrap_or_default(),
+            ..NewVersion::default()
+        };
+        let node = self
+            .ctx
+            .w(move |w| {
+                let node = w.node(obj, &id, NodeKind::MailFolder)?;
+                w.put_version(node, &v)?;
+                Ok(node)
+            })
+            .await?;
+        self.ctx
+            .progress
+            .activity(self.label, &format!("mail: {path}"));
+        let state = std::sync::Arc::new(FolderState {
+            path,
+            pending: AtomicUsize::new(0),
+            failed: AtomicUsize::new(0),
+            listed: AtomicBool::new(false),
+            done: AtomicBool::new(false),
+        });
+        self.folder_messages(&folder, node, &state, tx).await?;
+        state.listed.store(true, Ordering::SeqCst);
+        self.settle(&state);
+        Ok(())
+    }
+
+    /// Counts a folder as done once it is listed and everything it listed is stored.
+    fn settle(&self, state: &FolderState) {
+        if state.listed.load(Ordering::SeqCst)
+            && state.pending.load(Ordering::SeqCst) == 0
+            && !state.done.swap(true, Ordering::SeqCst)
+        {
+            self.ctx.progress.container_done(self.label);
+        }
     }
 
     /// Every folder, parents before children, with its parent node and display path.
@@ -138,11 +262,14 @@ impl Mailbox<'_> {
         Ok(out)
     }
 
+    /// Lists a folder's changes: new and changed messages go to the queue, removals and the new
+    /// token wait for [`Mailbox::finish`].
     async fn folder_messages(
         &self,
         folder: &MailFolder,
         node: NodeId,
-        path: &str,
+        state: &std::sync::Arc<FolderState>,
+        tx: mpsc::Sender<Queued>,
     ) -> Result<(), RunError> {
         let scope = format!("mail:{}", folder.id);
         let start = Call::get(format!(
@@ -157,9 +284,27 @@ impl Mailbox<'_> {
             object: self.object,
             scope: &scope,
             start,
-            label: path,
+            label: &state.path,
         };
-        let items = |batch: Vec<Message>| self.messages(batch, node, path);
+        let items = |batch: Vec<Message>| {
+            let tx = tx.clone();
+            async move {
+                for message in batch {
+                    state.pending.fetch_add(1, Ordering::SeqCst);
+                    let q = Queued {
+                        message,
+                        folder: node,
+                        state: std::sync::Arc::clone(state),
+                    };
+                    if tx.send(q).await.is_err() {
+                        // The storing side stopped on a run-stopping error, which it reports.
+                        return Err(RunError::Cancelled);
+                    }
+                }
+                // Failures are counted as the messages are stored; see `finish`.
+                Ok(0)
+            }
+        };
         let removed = |ids: Vec<String>| async move {
             if let Ok(mut r) = self.removed.lock() {
                 r.extend(ids);
@@ -170,7 +315,7 @@ impl Mailbox<'_> {
         if let Some(link) = round.list(items, removed, prune).await?
             && let Ok(mut t) = self.tokens.lock()
         {
-            t.push((scope, link));
+            t.push((scope, link, std::sync::Arc::clone(state)));
         }
         Ok(())
     }
@@ -198,50 +343,50 @@ impl Mailbox<'_> {
         Ok(())
     }
 
-    async fn messages(
-        &self,
-        batch: Vec<Message>,
-        folder: NodeId,
-        path: &str,
-    ) -> Result<usize, RunError> {
-        let results: Vec<Result<bool, RunError>> = futures_util::stream::iter(batch)
-            .map(|m| async move {
-                let id = m.meta.id.clone();
-                match self.message(m, folder).await {
-                    Ok(()) => Ok(false),
-                    Err(RunError::Graph(e)) if !delta::is_fatal(&e) => {
-                        if matches!(e.class(), ErrorClass::NotFound) {
-                            // Deleted while the run went on: the next delta round reports it.
-                            return Ok(false);
-                        }
-                        self.ctx.item_error(
-                            format!("/users/{}/mail{path}/{id}", self.label),
-                            e.to_string(),
-                        );
-                        Ok(true)
-                    }
-                    Err(e) => Err(e),
+    /// Stores one queued message; an item failure is recorded against its folder.
+    async fn queued(&self, q: Queued) -> Result<(), RunError> {
+        let Queued {
+            message,
+            folder,
+            state,
+        } = q;
+        let id = message.meta.id.clone();
+        let r = match self.message(message, folder).await {
+            Ok(()) => Ok(()),
+            Err(RunError::Graph(e)) if !delta::is_fatal(&e) => {
+                // A message deleted while the run went on is reported by the next delta round.
+                if !matches!(e.class(), ErrorClass::NotFound) {
+                    self.ctx.item_error(
+                        format!("/users/{}/mail{}/{id}", self.label, state.path),
+                        e.to_string(),
+                    );
+                    state.failed.fetch_add(1, Ordering::SeqCst);
                 }
-            })
-            .buffer_unordered(4)
-            .collect()
-            .await;
-        let mut failed = 0;
-        for r in results {
-            failed += usize::from(r?);
-        }
-        Ok(failed)
+                Ok(())
+            }
+            Err(e) => Err(e),
+        };
+        state.pending.fetch_sub(1, Ordering::SeqCst);
+        self.settle(&state);
+        r
     }
 
     async fn message(&self, m: Message, folder: NodeId) -> Result<(), RunError> {
         let ctx = self.ctx;
         let (obj, id) = (self.object, m.meta.id.clone());
-        let cur = ctx.w(move |w| w.current_version(obj, &id)).await?;
-        let id = m.meta.id.clone();
-        let node = ctx.w(move |w| w.node(obj, &id, NodeKind::Message)).await?;
+        let (cur, node) = ctx
+            .w(move |w| {
+                let cur = w.current_version(obj, &id)?;
+                let node = match &cur {
+                    Some(c) => c.node,
+                    None => w.node(obj, &id, NodeKind::Message)?,
+                };
+                Ok((cur, node))
+            })
+            .await?;
         let name = item_name(m.meta.subject.as_deref().unwrap_or(""), &m.meta.id);
         if let Ok(mut t) = self.touched.lock() {
-            t.insert(m.meta.id.clone());
+            t.insert(id_hash(&m.meta.id));
         }
         if let Some(cur) = &cur
             && cur.version_tag.is_some()
@@ -260,24 +405,34 @@ impl Mailbox<'_> {
             encode_segment(&m.meta.id)
         ))
         .resource(self.base.clone());
-        let stored = ctx.fetch_into_store(self.label, call).await?;
         let search = search_text(&m);
         let v = NewVersion {
             parent: Some(folder),
             name,
-            content: Some(stored.content),
-            size: stored.content.size,
+            content: None,
+            size: 0,
             modified: m.meta.last_modified_date_time.or(m.meta.received_date_time),
             version_tag: m.meta.change_key.clone(),
             metadata: m.raw,
             search: Some(search),
         };
-        let outcome = ctx.w(move |w| w.put_version(node, &v)).await?;
+        let outcome = ctx
+            .fetch_into_store_then(self.label, call, move |w, stored| {
+                let v = NewVersion {
+                    content: Some(stored.content),
+                    size: stored.content.size,
+                    ..v
+                };
+                w.put_version(node, &v)
+            })
+            .await?;
         super::count(ctx, outcome, cur.is_some());
         Ok(())
     }
 
-    /// Applies the removals of messages not seen again elsewhere, then records the tokens.
+    /// Applies the removals of messages not seen again elsewhere, then records the tokens of the
+    /// folders whose messages were all stored (a folder with failures keeps its old token, so the
+    /// next run lists them again).
     async fn finish(&self) -> Result<(), RunError> {
         let obj = self.object;
         let ids = self
@@ -286,15 +441,22 @@ impl Mailbox<'_> {
             .map(|mut r| std::mem::take(&mut *r))
             .unwrap_or_default();
         let ids: Vec<String> = match self.touched.lock() {
-            Ok(t) => ids.into_iter().filter(|id| !t.contains(id)).collect(),
+            Ok(t) => ids
+                .into_iter()
+                .filter(|id| !t.contains(&id_hash(id)))
+                .collect(),
             Err(_) => return Err(RunError::Internal("mailbox state poisoned".into())),
         };
         super::delete_graph_ids(self.ctx, obj, ids).await?;
-        let tokens = self
+        let tokens: Vec<(String, String)> = self
             .tokens
             .lock()
             .map(|mut t| std::mem::take(&mut *t))
-            .unwrap_or_default();
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(_, _, state)| state.failed.load(Ordering::SeqCst) == 0)
+            .map(|(scope, link, _)| (scope, link))
+            .collect();
         self.ctx
             .w(move |w| {
                 for (scope, link) in tokens {

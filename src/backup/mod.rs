@@ -32,8 +32,12 @@ pub use progress::{Progress, ProgressSnapshot};
 
 use crate::task::{Service, TaskSpec};
 
-/// How many protected objects are backed up at once.
-pub const OBJECTS_AT_ONCE: usize = 8;
+/// How many protected objects are backed up at once. Exchange limits each mailbox (4 requests at
+/// once, a request budget per window), not the app, so a run's throughput grows with the
+/// mailboxes it works on side by side; the Graph client's global limit is this times the
+/// per-resource limit (see `connect.rs`), enough to keep every one of them busy. Memory per
+/// object is bounded by its queue, not by the number of its items.
+pub const OBJECTS_AT_ONCE: usize = 64;
 
 /// What a finished run reports (the `backup --json` summary).
 #[derive(Clone, Debug, Serialize)]
@@ -188,16 +192,7 @@ impl Job {
                 ctx.progress.object_start(&upn, planned as u64);
                 if wants(Service::Mail) {
                     let root = root_node(ctx, obj, "mail").await?;
-                    let mb = mail::Mailbox {
-                        ctx,
-                        object: obj,
-                        label: &upn,
-                        base: base.clone(),
-                        root,
-                        touched: Default::default(),
-                        removed: Default::default(),
-                        tokens: Default::default(),
-                    };
+                    let mb = mail::Mailbox::new(ctx, obj, &upn, base.clone(), root);
                     if !mb.run().await? {
                         tracing::info!(user = %upn, "no mailbox");
                     }

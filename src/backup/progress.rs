@@ -85,9 +85,14 @@ impl Progress {
     /// Counts an item and its bytes for an object.
     pub fn object_item(&self, object: &str, bytes: u64) {
         if let Ok(mut m) = self.objects.lock() {
-            let o = m.entry(object.to_owned()).or_default();
-            o.items += 1;
-            o.bytes += bytes;
+            // Called for every item: look the object up before allocating its name.
+            if !m.contains_key(object) {
+                m.insert(object.to_owned(), ObjectProgress::default());
+            }
+            if let Some(o) = m.get_mut(object) {
+                o.items += 1;
+                o.bytes += bytes;
+            }
         }
     }
 

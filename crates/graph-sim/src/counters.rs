@@ -11,6 +11,7 @@ struct Maps {
     by_kind: BTreeMap<String, u64>,
     by_mailbox: BTreeMap<u32, u64>,
     max_concurrency: BTreeMap<u32, usize>,
+    throttled_by_mailbox: BTreeMap<u32, u64>,
 }
 
 /// Counters since start or the last reset.
@@ -46,6 +47,16 @@ impl Counters {
     /// Counts a 429.
     pub fn throttled(&self) {
         self.throttled.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a 429 a mailbox's limits caused (on top of [`Counters::throttled`]).
+    pub fn mailbox_throttled(&self, mailbox: u32) {
+        *self
+            .maps
+            .lock()
+            .throttled_by_mailbox
+            .entry(mailbox)
+            .or_default() += 1;
     }
 
     /// Counts an injected fault.
@@ -95,6 +106,7 @@ impl Counters {
             "requests_by_mailbox": m.by_mailbox.iter().map(|(k, v)| (k.to_string(), *v)).collect::<BTreeMap<_, _>>(),
             "max_concurrency_by_mailbox": m.max_concurrency.iter().map(|(k, v)| (k.to_string(), *v)).collect::<BTreeMap<_, _>>(),
             "throttled": self.throttled.load(Ordering::Relaxed),
+            "throttled_by_mailbox": m.throttled_by_mailbox.iter().map(|(k, v)| (k.to_string(), *v)).collect::<BTreeMap<_, _>>(),
             "faults": self.faults.load(Ordering::Relaxed),
             "tokens_issued": self.tokens.load(Ordering::Relaxed),
             "bytes_served": self.bytes_served.load(Ordering::Relaxed),

@@ -142,6 +142,7 @@ impl Throttle {
                     } else {
                         config.retry_after
                     };
+                    counters.mailbox_throttled(mb);
                     return Err(retry);
                 }
                 let up_start = *s.upload_start.get_or_insert(now);
@@ -153,6 +154,7 @@ impl Throttle {
                 {
                     let left = u128::from(config.upload_window_ms)
                         .saturating_sub(now.duration_since(up_start).as_millis());
+                    counters.mailbox_throttled(mb);
                     return Err((left as f64 / 1000.0).max(config.retry_after));
                 }
                 s.uploaded += upload;
