@@ -10,7 +10,10 @@
 //! (id, flags, raw length, stored bytes: compressed, and sealed with the repository key when the
 //! repository is encrypted, so the dictionary's text is protected like the blobs'). It is
 //! written atomically (temp file, fsync, rename, folder fsync) before the first blob that uses
-//! it, and never removed: blobs flagged [`crate::crypto::FLAG_DICT`] need it to be read. The
+//! it, and never removed: blobs flagged [`crate::crypto::FLAG_DICT`] need it to be read. Since
+//! every small blob after it depends on that one file, it is written twice (`<id>.zdict` and
+//! `<id>.zdict.copy`); a reader that finds one damaged (its content no longer hashes to the id
+//! it carries) or missing uses the other. The
 //! first dictionary raises `config.json`'s format to 2, so older versions refuse the repository
 //! instead of failing on its blobs.
 
@@ -29,6 +32,9 @@ pub(crate) const DICT_DIR: &str = "dict";
 /// Blobs up to this length are compressed with the dictionary.
 pub(crate) const DICT_BLOB_LIMIT: usize = 128 * 1024;
 const MAGIC: &[u8; 8] = b"BHDICT\0\x01";
+/// Name ending of a dictionary file, and of its second copy after it.
+const SUFFIX: &str = ".zdict";
+const COPY_SUFFIX: &str = ".copy";
 /// Largest dictionary trained.
 const DICT_SIZE: usize = 112 * 1024;
 
@@ -68,7 +74,16 @@ impl Dicts {
     }
 
     fn path(&self, id: u32) -> Option<PathBuf> {
-        self.dir.as_ref().map(|d| d.join(format!("{id:08x}.zdict")))
+        self.dir
+            .as_ref()
+            .map(|d| d.join(format!("{id:08x}{SUFFIX}")))
+    }
+
+    /// The second copy of a dictionary.
+    fn copy_path(&self, id: u32) -> Option<PathBuf> {
+        self.dir
+            .as_ref()
+            .map(|d| d.join(format!("{id:08x}{SUFFIX}{COPY_SUFFIX}")))
     }
 }
 
@@ -96,25 +111,33 @@ impl Codec {
         {
             return Ok(d);
         }
-        let path = self
-            .dicts()
-            .path(id)
-            .ok_or_else(|| format!("compression dictionary {id:08x} unknown"))?;
-        let bytes = std::fs::read(&path)
-            .map_err(|e| format!("compression dictionary {}: {e}", path.display()))?;
-        let d = Arc::new(
-            self.decode_dict(&bytes)
-                .and_then(|raw| prepare(&raw, self.level()))
-                .map_err(|e| format!("compression dictionary {}: {e}", path.display()))?,
-        );
-        if d.id != id {
-            return Err(format!(
-                "compression dictionary {} holds id {:08x}",
-                path.display(),
-                d.id
-            ));
+        let paths = [self.dicts().path(id), self.dicts().copy_path(id)];
+        let mut reasons = Vec::new();
+        for path in paths.into_iter().flatten() {
+            match self.read_dict(&path, id) {
+                Ok(d) => {
+                    let d = Arc::new(d);
+                    self.dicts().remember(&d);
+                    return Ok(d);
+                }
+                Err(e) => reasons.push(format!("{}: {e}", path.display())),
+            }
         }
-        self.dicts().remember(&d);
+        if reasons.is_empty() {
+            return Err(format!("compression dictionary {id:08x} unknown"));
+        }
+        Err(format!("compression dictionary {}", reasons.join("; ")))
+    }
+
+    /// One copy of dictionary `id`, checked against the id it carries and the one asked for.
+    fn read_dict(&self, path: &Path, id: u32) -> std::result::Result<Dict, String> {
+        let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+        let d = self
+            .decode_dict(&bytes)
+            .and_then(|raw| prepare(&raw, self.level()))?;
+        if d.id != id {
+            return Err(format!("holds id {:08x}", d.id));
+        }
         Ok(d)
     }
 
@@ -146,13 +169,16 @@ impl Codec {
         for e in entries {
             let name = e.at(&dir)?.file_name().to_string_lossy().into_owned();
             if let Some(id) = name
-                .strip_suffix(".zdict")
+                .strip_suffix(COPY_SUFFIX)
+                .unwrap_or(&name)
+                .strip_suffix(SUFFIX)
                 .and_then(|h| u32::from_str_radix(h, 16).ok())
             {
                 ids.push(id);
             }
         }
         ids.sort_unstable();
+        ids.dedup();
         // One dictionary per repository normally (another is trained only when it could not be
         // read); the highest id that reads is used.
         for &id in ids.iter().rev() {
@@ -193,11 +219,10 @@ impl Codec {
         if created && let Some(root) = dir.parent() {
             crate::fsutil::sync_dir(root)?;
         }
-        let path = self
-            .dicts()
-            .path(d.id)
-            .ok_or_else(|| StoreError::Invalid("no dictionary folder".into()))?;
-        crate::fsutil::write_atomic(&path, &file)?;
+        for path in [self.dicts().copy_path(d.id), self.dicts().path(d.id)] {
+            let path = path.ok_or_else(|| StoreError::Invalid("no dictionary folder".into()))?;
+            crate::fsutil::write_atomic(&path, &file)?;
+        }
         self.dicts().remember(&d);
         if let Ok(mut c) = self.dicts().current.write() {
             *c = Some(d.clone());
@@ -310,8 +335,19 @@ mod tests {
             );
             fresh.load_current_dict().unwrap();
             assert_eq!(fresh.dicts().current().map(|d| d.id), Some(dict_id));
-            // Without the dictionary file the blob fails with a reason naming it.
+            // Without one file, its copy serves; without both, the blob fails with a reason
+            // naming the dictionary.
             std::fs::remove_file(dir.path().join(format!("dict/{dict_id:08x}.zdict"))).unwrap();
+            let copy = Codec::new(keys.clone()).with_dicts(dir.path());
+            assert_eq!(
+                copy.open(&id, after.flags, probe.len(), &after.bytes)
+                    .unwrap(),
+                probe
+            );
+            copy.load_current_dict().unwrap();
+            assert_eq!(copy.dicts().current().map(|d| d.id), Some(dict_id));
+            std::fs::remove_file(dir.path().join(format!("dict/{dict_id:08x}.zdict.copy")))
+                .unwrap();
             let lost = Codec::new(keys).with_dicts(dir.path());
             let err = lost
                 .open(&id, after.flags, probe.len(), &after.bytes)

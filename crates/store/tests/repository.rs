@@ -768,13 +768,24 @@ fn small_blobs_get_a_trained_dictionary_that_reads_back_after_reopening() {
         run.commit(&serde_json::json!({})).unwrap();
         assert_eq!(repo.space_report().unwrap().dict_blobs, before + 1);
         // In an encrypted repository the dictionary's text is sealed like the blobs.
-        let dict_files = walk(&p.join("dict"));
-        assert_eq!(dict_files.len(), 1);
+        let mut dict_files = walk(&p.join("dict"));
+        dict_files.sort();
+        // Two copies of the one dictionary, the same bytes.
+        assert_eq!(dict_files.len(), 2, "{dict_files:?}");
         let raw = std::fs::read(&dict_files[0]).unwrap();
+        assert_eq!(raw, std::fs::read(&dict_files[1]).unwrap());
         let plain_words = raw.windows(9).any(|w| w == b"quarterly");
         assert!(!(plain_words && pass.is_some()));
-        // Without its dictionary a blob that needs it is reported damaged, naming the reason.
-        std::fs::remove_file(&dict_files[0]).unwrap();
+        // One copy damaged: every blob still reads, through the other.
+        let mut bad = raw.clone();
+        let mid = bad.len() / 2;
+        bad[mid] ^= 0x55;
+        std::fs::write(&dict_files[0], &bad).unwrap();
+        drop(repo);
+        let repo = Repository::open(&p, pass).unwrap();
+        assert!(repo.verify(VerifyMode::Full).unwrap().is_ok());
+        // Without both copies a blob that needs it is reported damaged, naming the reason.
+        std::fs::remove_file(&dict_files[1]).unwrap();
         drop(repo);
         let repo = Repository::open(&p, pass).unwrap();
         let v = repo.verify(VerifyMode::Full).unwrap();
