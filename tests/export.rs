@@ -20,7 +20,7 @@ use graph_sim::{Profile, SimOptions, Simulator};
 use serde_json::{Value, json};
 
 mod common;
-use common::python::venv;
+use common::python::{python, python_with, venv};
 
 const CHECK_ZIP: &str = r#"
 import hashlib, os, sys, zipfile, email, email.policy
@@ -131,26 +131,6 @@ for d, dirs, fs in os.walk(root):
 assert files == want, (files, want)
 print(files)
 "#;
-
-fn python(script: &str, args: &[&str]) -> String {
-    python_with("python3", script, args)
-}
-
-fn python_with(exe: &str, script: &str, args: &[&str]) -> String {
-    let out = Command::new(exe)
-        .arg("-c")
-        .arg(script)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "python failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
 
 fn unzip_test(path: &Path) {
     let out = Command::new("unzip").arg("-tq").arg(path).output().unwrap();

@@ -14,6 +14,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 mod common;
+use common::python::python;
 use common::restore::{
     busy_mailbox, fingerprint, mail_of, mail_path, restore, restore_to, snapshot,
 };
@@ -191,6 +192,22 @@ async fn mail_into_another_mailbox_under_a_restored_folder() {
 
 /// A MIME message with an HTML body referring to an inline image, a small and a 3.5 MB
 /// attachment, Cc, Bcc and Reply-To.
+/// Adds a message with MIME `mime` to `upn`'s inbox in the simulator; its immutable id.
+async fn add_to_inbox(e: &Env, upn: &str, mime: &str) -> String {
+    let added = e
+        .control(
+            Method::POST,
+            "mutate",
+            Some(json!({"op": "add_message", "user": upn, "folder": "inbox",
+                "mime_base64": base64::engine::general_purpose::STANDARD.encode(mime)})),
+        )
+        .await;
+    added["results"][0]["immutable_id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
 fn rich_mime(big: &[u8], image: &[u8]) -> String {
     let b64 = |b: &[u8]| {
         let s = base64::engine::general_purpose::STANDARD.encode(b);
@@ -246,18 +263,7 @@ async fn restored_mail_is_received_not_draft_with_identical_attachments() {
         .collect();
     let image: Vec<u8> = (0..6_000u32).map(|i| (i * 7 % 251) as u8).collect();
     let mime = rich_mime(&big, &image);
-    let added = e
-        .control(
-            Method::POST,
-            "mutate",
-            Some(json!({"op": "add_message", "user": upn, "folder": "inbox",
-                "mime_base64": base64::engine::general_purpose::STANDARD.encode(&mime)})),
-        )
-        .await;
-    let id = added["results"][0]["immutable_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = add_to_inbox(&e, &upn, &mime).await;
     e.control(
         Method::POST,
         "mutate",
@@ -441,18 +447,7 @@ Content-Type: text/plain; charset=\"utf-8\"\r\n\r\nSee the attached message.\r\n
 Content-Type: message/rfc822\r\nContent-Disposition: attachment; filename=\"Budget review.eml\"\r\n\r\n\
 {inner}\r\n--outer--\r\n"
     );
-    let added = e
-        .control(
-            Method::POST,
-            "mutate",
-            Some(json!({"op": "add_message", "user": upn, "folder": "inbox",
-                "mime_base64": base64::engine::general_purpose::STANDARD.encode(&outer)})),
-        )
-        .await;
-    let id = added["results"][0]["immutable_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = add_to_inbox(&e, &upn, &outer).await;
     let with_it = snapshot(&e).await;
     let client = backhome::connect::client(&e.spec, &e.creds).unwrap();
     let original = fingerprint(&client, &upn, &id).await;
@@ -515,18 +510,8 @@ Content-Type: message/rfc822\r\nContent-Disposition: attachment; filename=\"Budg
     .unwrap();
     assert!(export.warnings.is_empty(), "{:?}", export.warnings);
     let csv_hex: String = csv.iter().map(|b| format!("{b:02x}")).collect();
-    let out = std::process::Command::new("python3")
-        .arg("-c")
-        .arg(CHECK_NESTED)
-        .arg(&zip)
-        .arg(&csv_hex)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "python failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    assert_eq!(
+        python(CHECK_NESTED, &[zip.to_str().unwrap(), &csv_hex]),
+        "1"
     );
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1");
 }

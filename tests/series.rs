@@ -7,7 +7,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::Read;
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
@@ -22,7 +21,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 mod common;
-use common::python::venv;
+use common::python::{python_with, venv};
 use common::{Env, env};
 
 const WINDOW: &str = "startDateTime=2026-02-01T00:00:00Z&endDateTime=2026-06-01T00:00:00Z";
@@ -32,6 +31,15 @@ async fn instances(client: &Client, upn: &str, id: &str) -> Vec<Value> {
         .items(Call::get(format!(
             "/users/{upn}/events/{id}/instances?{WINDOW}"
         )))
+        .try_collect()
+        .await
+        .unwrap()
+}
+
+/// The events of `upn`'s calendar.
+async fn events(client: &Client, upn: &str) -> Vec<Value> {
+    client
+        .items(Call::get(format!("/users/{upn}/calendar/events?$top=100")))
         .try_collect()
         .await
         .unwrap()
@@ -209,13 +217,7 @@ async fn series_exceptions_are_backed_up_restored_and_exported() {
     let report = restore_to(&e, run4, &path, &other, Conflict::Skip).await;
     assert!(report.failed.is_empty(), "{:?}", report.failed);
     assert_eq!(report.restored, 1, "{report:?}");
-    let theirs: Vec<Value> = client
-        .items(Call::get(format!(
-            "/users/{other}/calendar/events?$top=100"
-        )))
-        .try_collect()
-        .await
-        .unwrap();
+    let theirs: Vec<Value> = events(&client, &other).await;
     let copy = theirs
         .iter()
         .find(|x| x["subject"] == "Series under test")
@@ -290,13 +292,7 @@ async fn series_exceptions_are_backed_up_restored_and_exported() {
             && reason.contains("2026-03-30"),
         "{reason}"
     );
-    let copies: Vec<Value> = client
-        .items(Call::get(format!(
-            "/users/{other}/calendar/events?$top=100"
-        )))
-        .try_collect()
-        .await
-        .unwrap();
+    let copies: Vec<Value> = events(&client, &other).await;
     let second = copies
         .iter()
         .find(|x| x["subject"] == "Series under test" && x["id"] != cid.as_str())
@@ -321,13 +317,7 @@ async fn series_exceptions_are_backed_up_restored_and_exported() {
     let over = restore_to(&e, run4, &path, &other, Conflict::Overwrite).await;
     assert!(over.failed.is_empty(), "{:?}", over.failed);
     assert_eq!(over.restored, 1, "{over:?}");
-    let copies: Vec<Value> = client
-        .items(Call::get(format!(
-            "/users/{other}/calendar/events?$top=100"
-        )))
-        .try_collect()
-        .await
-        .unwrap();
+    let copies: Vec<Value> = events(&client, &other).await;
     let copies: Vec<&Value> = copies
         .iter()
         .filter(|x| x["subject"] == "Series under test")
@@ -346,19 +336,9 @@ async fn series_exceptions_are_backed_up_restored_and_exported() {
     )
     .unwrap();
     if let Some(py) = venv() {
-        let out = Command::new(py)
-            .args(["-c", CHECK_SERIES])
-            .arg(&zip_path)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = python_with(py, CHECK_SERIES, &[zip_path.to_str().unwrap()]);
         assert_eq!(
-            String::from_utf8_lossy(&out.stdout).trim(),
+            out,
             "exdates=20260323 recurrence-ids=20260309T090000Z,20260330T090000Z \
              subjects=Last but one, renamed|Moved standup"
         );

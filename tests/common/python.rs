@@ -1,5 +1,6 @@
 //! A Python environment with the iCalendar and vCard parsers the export checks read files with.
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
@@ -50,4 +51,27 @@ pub fn venv() -> Option<PathBuf> {
     }
     assert!(ready(&py), "{PACKAGES:?} installed but not importable");
     Some(py)
+}
+
+/// Runs `script` with the system's `python3` and `args`; its trimmed standard output. Fails the
+/// test, with both outputs, when the script fails.
+pub fn python(script: &str, args: &[&str]) -> String {
+    python_with("python3", script, args)
+}
+
+/// [`python`] with another interpreter (e.g. the [`venv`]'s).
+pub fn python_with(exe: impl AsRef<OsStr>, script: &str, args: &[&str]) -> String {
+    let out = Command::new(exe)
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "python failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
