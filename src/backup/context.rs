@@ -66,6 +66,8 @@ pub struct Ctx {
     pub repo: Repository,
     /// The last committed run before this one.
     pub latest: Option<RunId>,
+    /// Whether this run resumes a killed or cancelled one (whose stored items it keeps).
+    resumed: bool,
     /// [`IN_MEMORY_BUDGET`] in units of [`BUFFER_UNIT`].
     buffers: Arc<Semaphore>,
     /// One turn at the run writer: collectors wait for it here, without a thread each, and the
@@ -85,6 +87,7 @@ impl Ctx {
     ) -> Self {
         Self {
             client,
+            resumed: writer.is_resumed(),
             writer: Arc::new(Mutex::new(writer)),
             progress,
             errors: Arc::default(),
@@ -94,6 +97,14 @@ impl Ctx {
             buffers: Arc::new(Semaphore::new(IN_MEMORY_BUDGET / BUFFER_UNIT)),
             turn: Arc::new(Semaphore::new(1)),
         }
+    }
+
+    /// Whether the repository may already hold items of this run's containers: an earlier run
+    /// committed, or this run resumes one that stored some before it stopped. Only then can a
+    /// full listing have anything to prune.
+    #[must_use]
+    pub fn may_hold_items(&self) -> bool {
+        self.latest.is_some() || self.resumed
     }
 
     /// Runs `f` on the run writer in a blocking thread.

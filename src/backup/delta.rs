@@ -94,7 +94,7 @@ impl Round<'_> {
     /// Lists the round: `items` gets each page's new or changed items (and answers how many of them
     /// failed; a round with failures keeps its old token so they are retried), `removed` the ids Graph
     /// marked removed; after a full listing (first run or resync), `prune` gets every id listed
-    /// (none when the repository has no earlier run, as there is nothing to prune then).
+    /// (none when the repository holds nothing yet, see [`Ctx::may_hold_items`]).
     ///
     /// # Errors
     /// Run-stopping errors only; a container that fails is recorded as an item error.
@@ -140,9 +140,10 @@ impl Round<'_> {
                     return Ok(None);
                 }
             };
-            // Only a repository with an earlier run has anything to prune; a first run keeps no
-            // list of ids, so its memory does not grow with the container.
-            if full && self.ctx.latest.is_some() {
+            // Only a repository that may hold items has anything to prune; a first run (not a
+            // resumed one, whose stored items may since have been deleted) keeps no list of ids,
+            // so its memory does not grow with the container.
+            if full && self.ctx.may_hold_items() {
                 seen.extend(page.items.iter().map(|i| i.graph_id().to_owned()));
             }
             if !page.removed.is_empty() {
