@@ -320,23 +320,24 @@ impl<'a> Mailbox<'a> {
         Ok(())
     }
 
-    /// After a full listing of a folder: the messages the last run had there and Graph no longer
-    /// listed are removals.
+    /// After a full listing of a folder: the messages the repository holds there (committed by
+    /// an earlier run, or stored by the stopped run this one resumes) and Graph no longer listed
+    /// are removals.
     async fn prune(&self, folder: NodeId, seen: HashSet<String>) -> Result<(), RunError> {
-        let Some(latest) = self.ctx.latest else {
+        if !self.ctx.may_hold_items() {
             return Ok(());
-        };
-        let repo = self.ctx.repo.clone();
-        let gone: Vec<String> = tokio::task::spawn_blocking(move || {
-            repo.list_children(folder, latest).map(|c| {
-                c.into_iter()
-                    .filter(|v| v.kind == NodeKind::Message && !seen.contains(&v.graph_id))
-                    .map(|v| v.graph_id)
-                    .collect()
+        }
+        let gone: Vec<String> = self
+            .ctx
+            .w(move |w| {
+                w.open_children(folder).map(|c| {
+                    c.into_iter()
+                        .filter(|v| v.kind == NodeKind::Message && !seen.contains(&v.graph_id))
+                        .map(|v| v.graph_id)
+                        .collect()
+                })
             })
-        })
-        .await
-        .map_err(|e| RunError::Internal(e.to_string()))??;
+            .await?;
         if let Ok(mut r) = self.removed.lock() {
             r.extend(gone);
         }

@@ -433,8 +433,9 @@ pub fn count(ctx: &Ctx, outcome: VersionOutcome, existed: bool) {
     }
 }
 
-/// After a full listing of a container: children of `kind` that the last committed run shows
-/// under `parent` and that Graph no longer listed were deleted.
+/// After a full listing of a container: children of `kind` that the repository holds under
+/// `parent` (committed by an earlier run, or stored by the stopped run this one resumes) and
+/// that Graph no longer listed were deleted.
 ///
 /// # Errors
 /// Store failures.
@@ -445,48 +446,47 @@ pub async fn prune_children(
     kind: NodeKind,
     seen: HashSet<String>,
 ) -> Result<(), RunError> {
-    let Some(latest) = ctx.latest else {
+    if !ctx.may_hold_items() {
         return Ok(());
-    };
-    let repo = ctx.repo.clone();
-    let gone: Vec<NodeId> = tokio::task::spawn_blocking(move || {
-        repo.list_children(parent, latest).map(|children| {
-            children
-                .into_iter()
-                .filter(|c| c.kind == kind && c.object == obj && !seen.contains(&c.graph_id))
-                .map(|c| c.node)
-                .collect()
+    }
+    let gone: Vec<NodeId> = ctx
+        .w(move |w| {
+            w.open_children(parent).map(|children| {
+                children
+                    .into_iter()
+                    .filter(|c| c.kind == kind && c.object == obj && !seen.contains(&c.graph_id))
+                    .map(|c| c.node)
+                    .collect()
+            })
         })
-    })
-    .await
-    .map_err(|e| RunError::Internal(e.to_string()))??;
+        .await?;
     delete_nodes(ctx, gone).await
 }
 
-/// After a full listing of a drive: every node under `root` that Graph no longer listed was deleted.
+/// After a full listing of a drive: every node the repository holds under `root` that Graph no
+/// longer listed was deleted.
 ///
 /// # Errors
 /// Store failures.
 pub async fn prune_subtree(ctx: &Ctx, root: NodeId, seen: HashSet<String>) -> Result<(), RunError> {
-    let Some(latest) = ctx.latest else {
+    if !ctx.may_hold_items() {
         return Ok(());
-    };
-    let repo = ctx.repo.clone();
-    let gone: Vec<NodeId> = tokio::task::spawn_blocking(move || {
-        let mut gone = Vec::new();
-        let mut stack = vec![root];
-        while let Some(n) = stack.pop() {
-            for c in repo.list_children(n, latest)? {
-                if !seen.contains(&c.graph_id) {
-                    gone.push(c.node);
+    }
+    let gone: Vec<NodeId> = ctx
+        .w(move |w| {
+            let mut gone = Vec::new();
+            let mut stack = vec![root];
+            while let Some(n) = stack.pop() {
+                for c in w.open_children(n)? {
+                    if !seen.contains(&c.graph_id) {
+                        gone.push(c.node);
+                    }
+                    stack.push(c.node);
                 }
-                stack.push(c.node);
             }
-        }
-        Ok::<_, backhome_store::StoreError>(gone)
-    })
-    .await
-    .map_err(|e| RunError::Internal(e.to_string()))??;
+            Ok(gone)
+        })
+        .await?;
     delete_nodes(ctx, gone).await
 }
 
@@ -496,26 +496,41 @@ async fn close_deleted_objects(
     ctx: &Ctx,
     listed: &std::collections::HashMap<ObjectKind, HashSet<String>>,
 ) -> Result<(), RunError> {
-    let Some(latest) = ctx.latest else {
+    if !ctx.may_hold_items() {
         return Ok(());
-    };
+    }
     let repo = ctx.repo.clone();
     let listed = listed.clone();
-    let roots: Vec<NodeId> = tokio::task::spawn_blocking(move || {
-        let mut roots = Vec::new();
+    let gone: Vec<(ObjectId, String)> = tokio::task::spawn_blocking(move || {
+        let mut gone = Vec::new();
         for o in repo.objects()? {
             let Some(ids) = listed.get(&o.info.kind) else {
                 continue;
             };
             if !ids.contains(&o.info.graph_id) {
-                tracing::info!(object = %o.info.name, "account no longer in the tenant");
-                roots.extend(repo.roots(o.id, latest)?.into_iter().map(|v| v.node));
+                gone.push((o.id, o.info.name));
             }
         }
-        Ok::<_, backhome_store::StoreError>(roots)
+        Ok::<_, backhome_store::StoreError>(gone)
     })
     .await
     .map_err(|e| RunError::Internal(e.to_string()))??;
+    if gone.is_empty() {
+        return Ok(());
+    }
+    let roots: Vec<NodeId> = ctx
+        .w(move |w| {
+            let mut roots = Vec::new();
+            for (object, name) in gone {
+                let held = w.open_roots(object)?;
+                if !held.is_empty() {
+                    tracing::info!(object = %name, "account no longer in the tenant");
+                }
+                roots.extend(held.into_iter().map(|v| v.node));
+            }
+            Ok(roots)
+        })
+        .await?;
     for root in roots {
         prune_subtree(ctx, root, HashSet::new()).await?;
         delete_nodes(ctx, vec![root]).await?;

@@ -104,6 +104,26 @@ pub(crate) fn open_version(conn: &Connection, node: NodeId) -> Result<Option<Ver
     )
 }
 
+/// The children of `parent` by their open versions: what the repository holds now, including
+/// what an unfinished run wrote (on the writer's own connection, also what it has not
+/// checkpointed yet).
+pub(crate) fn open_children(conn: &Connection, parent: NodeId) -> Result<Vec<VersionRecord>> {
+    query_versions(
+        conn,
+        "v.parent = ?1 AND v.last_run IS NULL ORDER BY v.name, v.id",
+        [parent.0],
+    )
+}
+
+/// The root nodes of `object` by their open versions (see [`open_children`]).
+pub(crate) fn open_roots(conn: &Connection, object: ObjectId) -> Result<Vec<VersionRecord>> {
+    query_versions(
+        conn,
+        "n.object = ?1 AND v.parent IS NULL AND v.last_run IS NULL ORDER BY v.name, v.id",
+        [object.0],
+    )
+}
+
 pub(crate) fn current_version(
     conn: &Connection,
     object: ObjectId,

@@ -16,7 +16,8 @@ use time::OffsetDateTime;
 use crate::error::{DbContext, Result, StoreError};
 use crate::id::{BlobId, NodeId, ObjectId, RunId, VersionId};
 use crate::model::{
-    CurrentVersion, NewVersion, NodeKind, ObjectInfo, StoredContent, VersionOutcome, to_unix,
+    CurrentVersion, NewVersion, NodeKind, ObjectInfo, StoredContent, VersionOutcome, VersionRecord,
+    to_unix,
 };
 use crate::pack::PackWriter;
 use crate::repo::Repository;
@@ -287,6 +288,18 @@ impl RunWriter {
         graph_id: &str,
     ) -> Result<Option<CurrentVersion>> {
         crate::read::current_version(&self.conn, object, graph_id)
+    }
+
+    /// The children of `parent` as this run sees them now: their open versions, including what
+    /// this run (or the killed run it resumes) wrote and without what it deleted. What a full
+    /// listing compares with to find the items deleted at the source.
+    pub fn open_children(&self, parent: NodeId) -> Result<Vec<VersionRecord>> {
+        crate::read::open_children(&self.conn, parent)
+    }
+
+    /// The root nodes of `object` as this run sees them now (see [`RunWriter::open_children`]).
+    pub fn open_roots(&self, object: ObjectId) -> Result<Vec<VersionRecord>> {
+        crate::read::open_roots(&self.conn, object)
     }
 
     /// Stores a content from a stream with bounded memory (chunked, deduplicated, compressed).
