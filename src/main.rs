@@ -5,6 +5,8 @@ use clap::Parser;
 
 #[tokio::main]
 async fn main() {
+    // Before the run allocates anything large (see `backhome_malloc`).
+    backhome_malloc::tune();
     let cli = Cli::parse();
     // `serve` and `demo` install the service's logging (file, syslog, store); commands log to stderr.
     #[cfg(feature = "demo")]

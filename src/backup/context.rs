@@ -1,23 +1,26 @@
 //! What every collector of a run shares: the Graph client, the run writer, progress and errors.
 
+mod spool;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use backhome_graph::{Call, Client, Download, ErrorClass};
 use backhome_store::{Repository, RunId, RunWriter, StoreError, StoredContent};
-use futures_util::{StreamExt, TryStreamExt};
+use futures_util::StreamExt;
 use serde::Serialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::progress::Progress;
+use spool::Spool;
 
-/// Content up to this size is downloaded into memory before it is written.
+/// Content up to this size is downloaded into memory before it is written; larger content is
+/// spooled to disk first.
 pub const IN_MEMORY_MAX: usize = 1 << 20;
 
 /// Memory that all downloads together may hold before writing, beyond the first
 /// [`BUFFER_UNIT`] of each (which every download may hold). A download that would go beyond it
-/// streams through the run writer instead, so memory stays bounded however many downloads run
-/// at once.
+/// is spooled to disk instead, so memory stays bounded however many downloads run at once.
 pub const IN_MEMORY_BUDGET: usize = 32 << 20;
 
 /// The unit in which downloads take their share of [`IN_MEMORY_BUDGET`].
@@ -73,6 +76,8 @@ pub struct Ctx {
     /// One turn at the run writer: collectors wait for it here, without a thread each, and the
     /// holder takes the writer on a blocking thread.
     turn: Arc<Semaphore>,
+    /// Where downloads too large for memory wait to be stored.
+    spool: Spool,
 }
 
 impl Ctx {
@@ -87,6 +92,7 @@ impl Ctx {
     ) -> Self {
         Self {
             client,
+            spool: Spool::open(repo.root()),
             resumed: writer.is_resumed(),
             writer: Arc::new(Mutex::new(writer)),
             progress,
@@ -151,9 +157,10 @@ impl Ctx {
     /// hold of the run writer (e.g. to record the version), so an item costs one write.
     ///
     /// Content up to [`IN_MEMORY_MAX`] is read into memory first (within [`IN_MEMORY_BUDGET`]
-    /// for all downloads together), so the run writer is held only for the write; larger
-    /// content streams through the writer with bounded memory. A download that breaks off in a
-    /// way the client could not resume is tried again from the start.
+    /// for all downloads together); larger content, or content beyond the budget, is spooled to
+    /// disk first. Either way the run writer is held only for the write, never while the content
+    /// downloads. A download that breaks off in a way the client could not resume is tried again
+    /// from the start.
     ///
     /// # Errors
     /// A Graph error while reading, or a store error while writing or from `then`.
@@ -187,13 +194,14 @@ impl Ctx {
         F: FnOnce(&mut RunWriter, StoredContent) -> Result<T, StoreError> + Send + 'static,
     {
         let mut download = self.client.download(call).await?;
-        // Sized from the announced length when there is one, so the buffer is not regrown.
         let announced = download
             .size
-            .and_then(|n| usize::try_from(n).ok())
-            .filter(|n| *n <= IN_MEMORY_MAX)
-            .unwrap_or(0);
-        let mut prefix = Vec::with_capacity(announced);
+            .map(|n| usize::try_from(n).unwrap_or(usize::MAX));
+        if announced.is_some_and(|n| n > IN_MEMORY_MAX) {
+            return self.store_spooled(object, Vec::new(), download, then).await;
+        }
+        // Sized from the announced length when there is one, so the buffer is not regrown.
+        let mut prefix = Vec::with_capacity(announced.unwrap_or(0));
         // Shares of the memory budget this download holds while it is buffered.
         let mut held: Vec<OwnedSemaphorePermit> = Vec::new();
         let mut held_units = 0usize;
@@ -213,7 +221,7 @@ impl Ctx {
                     .is_some();
             if !granted || prefix.len() > IN_MEMORY_MAX {
                 drop(held);
-                return self.store_stream(object, prefix, download, then).await;
+                return self.store_spooled(object, prefix, download, then).await;
             }
         }
         let (stored, out) = self
@@ -228,8 +236,9 @@ impl Ctx {
         Ok(out)
     }
 
-    /// Streams `prefix` and the rest of `download` into the repository, then runs `then`.
-    async fn store_stream<T, F>(
+    /// Spools `prefix` and the rest of `download` to disk, then stores the spool file and runs
+    /// `then`.
+    async fn store_spooled<T, F>(
         &self,
         object: &str,
         prefix: Vec<u8>,
@@ -240,32 +249,14 @@ impl Ctx {
         T: Send + 'static,
         F: FnOnce(&mut RunWriter, StoredContent) -> Result<T, StoreError> + Send + 'static,
     {
-        let progress = Arc::clone(&self.progress);
-        let counted = download.inspect_ok(move |chunk| {
-            Progress::add(&progress.bytes_downloaded, chunk.len() as u64);
-        });
-        let failure: Arc<Mutex<Option<backhome_graph::Error>>> = Arc::default();
-        let seen = Arc::clone(&failure);
-        let io = counted.map_err(move |e| {
-            let text = e.to_string();
-            if let Ok(mut slot) = seen.lock() {
-                *slot = Some(e);
-            }
-            std::io::Error::other(text)
-        });
-        let rest = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(io));
-        let reader = std::io::Read::chain(std::io::Cursor::new(prefix), rest);
-        let stored = self
+        let file = self.spool.fill(prefix, download, &self.progress).await?;
+        let (stored, out) = self
             .w(move |w| {
-                let stored = w.put_content(reader)?;
+                let stored = w.put_content(std::io::BufReader::with_capacity(256 << 10, file))?;
                 let out = then(w, stored)?;
                 Ok((stored, out))
             })
-            .await;
-        if let Ok(Some(e)) = failure.lock().map(|mut s| s.take()) {
-            return Err(RunError::Graph(e));
-        }
-        let (stored, out) = stored?;
+            .await?;
         self.progress.object_item(object, stored.content.size);
         Ok(out)
     }

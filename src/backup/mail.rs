@@ -57,9 +57,34 @@ pub struct Mailbox<'a> {
 
 /// A listed message waiting to be stored.
 struct Queued {
-    message: Message,
+    message: Listed,
     folder: NodeId,
     state: std::sync::Arc<FolderState>,
+}
+
+/// A listed message as it waits: its id, and Graph's JSON kept as text. A parsed JSON tree takes
+/// several times the memory in dozens of small allocations, and a run holds hundreds of listed
+/// messages per mailbox; the JSON is parsed again when the message's turn comes.
+struct Listed {
+    id: String,
+    json: Box<str>,
+}
+
+impl From<Message> for Listed {
+    fn from(m: Message) -> Self {
+        Self {
+            json: m.raw.to_string().into_boxed_str(),
+            id: m.meta.id,
+        }
+    }
+}
+
+impl Listed {
+    /// The message again, parsed from its JSON.
+    fn parse(&self) -> Result<Message, RunError> {
+        serde_json::from_str(&self.json)
+            .map_err(|e| RunError::Internal(format!("listed message {}: {e}", self.id)))
+    }
 }
 
 /// The receiving end of a mailbox's queue as a stream.
@@ -288,6 +313,9 @@ impl<'a> Mailbox<'a> {
         };
         let items = |batch: Vec<Message>| {
             let tx = tx.clone();
+            // Compacted at once, so that the page does not wait in its parsed form for room in
+            // the queue.
+            let batch: Vec<Listed> = batch.into_iter().map(Listed::from).collect();
             async move {
                 for message in batch {
                     state.pending.fetch_add(1, Ordering::SeqCst);
@@ -351,7 +379,7 @@ impl<'a> Mailbox<'a> {
             folder,
             state,
         } = q;
-        let id = message.meta.id.clone();
+        let id = message.id.clone();
         let r = match self.message(message, folder).await {
             Ok(()) => Ok(()),
             Err(RunError::Graph(e)) if !delta::is_fatal(&e) => {
@@ -372,7 +400,9 @@ impl<'a> Mailbox<'a> {
         r
     }
 
-    async fn message(&self, m: Message, folder: NodeId) -> Result<(), RunError> {
+    async fn message(&self, listed: Listed, folder: NodeId) -> Result<(), RunError> {
+        let m = listed.parse()?;
+        drop(listed);
         let ctx = self.ctx;
         let (obj, id) = (self.object, m.meta.id.clone());
         let (cur, node) = ctx

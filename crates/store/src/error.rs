@@ -162,7 +162,7 @@ impl StoreError {
     }
 
     /// Wraps an I/O error on `path`, turning ENOSPC into [`StoreError::VolumeFull`].
-    pub(crate) fn io(path: impl Into<PathBuf>, source: io::Error) -> Self {
+    pub fn io(path: impl Into<PathBuf>, source: io::Error) -> Self {
         let path = path.into();
         if is_enospc(&source) {
             return Self::VolumeFull {
