@@ -96,32 +96,33 @@ pub async fn group(
     close_deleted_threads(ctx, obj, root, seen).await
 }
 
-/// Threads the last run showed and Graph no longer lists: their posts and attachments are
-/// closed with them.
+/// Threads the repository holds (committed, or stored by the stopped run this one resumes) and
+/// Graph no longer lists: their posts and attachments are closed with them.
 async fn close_deleted_threads(
     ctx: &Ctx,
     obj: ObjectId,
     root: NodeId,
     seen: HashSet<String>,
 ) -> Result<(), RunError> {
-    let Some(latest) = ctx.latest else {
+    if !ctx.may_hold_items() {
         return Ok(());
-    };
-    let repo = ctx.repo.clone();
+    }
     let keep = seen.clone();
-    let gone: Vec<NodeId> = tokio::task::spawn_blocking(move || {
-        repo.list_children(root, latest).map(|children| {
-            children
-                .into_iter()
-                .filter(|c| {
-                    c.kind == NodeKind::Channel && c.object == obj && !keep.contains(&c.graph_id)
-                })
-                .map(|c| c.node)
-                .collect()
+    let gone: Vec<NodeId> = ctx
+        .w(move |w| {
+            w.open_children(root).map(|children| {
+                children
+                    .into_iter()
+                    .filter(|c| {
+                        c.kind == NodeKind::Channel
+                            && c.object == obj
+                            && !keep.contains(&c.graph_id)
+                    })
+                    .map(|c| c.node)
+                    .collect()
+            })
         })
-    })
-    .await
-    .map_err(|e| RunError::Internal(e.to_string()))??;
+        .await?;
     for node in gone {
         super::prune_subtree(ctx, node, HashSet::new()).await?;
     }
@@ -174,7 +175,7 @@ impl ThreadJob<'_> {
             )
             .try_collect()
             .await?;
-        let prior_atts = self.prior_attachments(node, cur.is_some()).await?;
+        let prior_atts = self.prior_attachments(node).await?;
         let mut seen_posts = HashSet::new();
         let mut seen_atts = HashSet::new();
         for (i, post) in posts.into_iter().enumerate() {
@@ -214,28 +215,24 @@ impl ThreadJob<'_> {
         Ok(())
     }
 
-    /// Graph ids of the attachments the last run showed in the thread `node`.
-    async fn prior_attachments(
-        &self,
-        node: NodeId,
-        existed: bool,
-    ) -> Result<Vec<String>, RunError> {
-        let (Some(latest), true) = (self.ctx.latest, existed) else {
+    /// Graph ids of the attachments the repository holds in the thread `node`: stored by an
+    /// earlier run, or by the stopped run this one resumes (whose thread has no version yet,
+    /// since a thread's version is recorded last).
+    async fn prior_attachments(&self, node: NodeId) -> Result<Vec<String>, RunError> {
+        if !self.ctx.may_hold_items() {
             return Ok(Vec::new());
-        };
-        let repo = self.ctx.repo.clone();
-        tokio::task::spawn_blocking(move || {
-            repo.list_children(node, latest).map(|children| {
-                children
-                    .into_iter()
-                    .filter(|x| x.kind == NodeKind::Attachment)
-                    .map(|x| x.graph_id)
-                    .collect()
+        }
+        self.ctx
+            .w(move |w| {
+                w.open_children(node).map(|children| {
+                    children
+                        .into_iter()
+                        .filter(|x| x.kind == NodeKind::Attachment)
+                        .map(|x| x.graph_id)
+                        .collect()
+                })
             })
-        })
-        .await
-        .map_err(|e| RunError::Internal(e.to_string()))?
-        .map_err(RunError::Store)
+            .await
     }
 
     /// Stores one post (unless its `changeKey` is the stored one) and its attachments.

@@ -66,6 +66,10 @@ async fn delta_rounds_latest_and_deleted_facet() {
     let (s, e) = h.get(fresh["@odata.deltaLink"].as_str().unwrap()).await;
     assert_eq!(s, 410, "{e}");
     assert_eq!(e["error"]["code"], "resyncRequired");
+    // A new round without a token has nothing to expire: it enumerates the drive.
+    let (s, again) = h.get(&format!("/drives/{d}/root/delta")).await;
+    assert_eq!(s, 200, "{again}");
+    assert!(!again["value"].as_array().unwrap().is_empty());
     h.sim.stop().await;
 }
 

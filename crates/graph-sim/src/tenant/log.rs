@@ -40,12 +40,16 @@ impl ChangeLog {
         }
     }
 
-    /// Removals after `since`; `Err(Expired)` when entries after `since` were dropped.
+    /// Removals after `since`; `Err(Expired)` when entries after `since` were dropped. An
+    /// initial enumeration (`since` 0) has no token to expire and reports no removals.
     pub fn since(&self, since: u64) -> Result<impl Iterator<Item = &Removed>, Expired> {
-        if since < self.floor {
+        if since > 0 && since < self.floor {
             return Err(Expired);
         }
-        Ok(self.removed.iter().filter(move |r| r.seq > since))
+        Ok(self
+            .removed
+            .iter()
+            .filter(move |r| since > 0 && r.seq > since))
     }
 
     /// Makes every token issued before `seq` expire.
