@@ -5,7 +5,8 @@
 //!
 //! `cargo bench --bench backup`. Environment: `BACKHOME_BENCH_MESSAGES` (messages per mailbox,
 //! default 200), `BACKHOME_BENCH_SERVICE_MS` (the simulator's service time per request, default
-//! 500 ms).
+//! 500 ms), `BACKHOME_BENCH_BIN` (the `backhome` binary to measure, e.g. the static musl one that
+//! `spk/build.sh` builds for the NAS; default the one cargo built with the bench).
 //!
 //! The ceiling is what the simulator's limits allow for this tenant's work, not what the engine
 //! chooses: every mailbox may have `mailbox_concurrency` requests in flight, each taking at least
@@ -85,7 +86,9 @@ fn run_backup(data: &std::path::Path) -> Run {
     let (own0, children0) = own_cpu();
     let (busy0, total0) = machine_ticks();
     let started = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_backhome"))
+    let bin = std::env::var_os("BACKHOME_BENCH_BIN")
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_backhome").into());
+    let mut child = Command::new(bin)
         .arg("--data-dir")
         .arg(data)
         .args(["backup", "--task", "bench", "--json"])
@@ -239,6 +242,9 @@ async fn main() {
     println!(
         "backup of {users} users ({mailboxes} mailboxes, {folders} mail folders) × {messages} messages"
     );
+    if let Some(bin) = std::env::var_os("BACKHOME_BENCH_BIN") {
+        println!("  binary               {}", bin.to_string_lossy());
+    }
     println!(
         "  limits (simulator)   {} concurrent per mailbox, {} requests per {:.0} s per mailbox, service time {service_ms} ms",
         limits.mailbox_concurrency, limits.mailbox_requests, window
