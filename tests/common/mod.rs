@@ -11,6 +11,7 @@ use backhome_store::{CreateOptions, NodeKind, Repository, RunId};
 use graph_sim::{Profile, RunningSim, SimOptions, Simulator};
 use serde_json::Value;
 
+pub mod cli;
 pub mod python;
 pub mod restore;
 pub mod service;

@@ -1,0 +1,30 @@
+//! Running the `backhome` binary against a test's task.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use backhome::task::TaskStore;
+
+use super::Env;
+
+/// A data folder holding the task of `e`, for the `backhome` binary.
+pub fn task_data(e: &Env) -> PathBuf {
+    let data = e.dir.path().join("data");
+    TaskStore::open(&data)
+        .unwrap()
+        .create(&e.spec, &e.creds)
+        .unwrap();
+    data
+}
+
+/// Runs `backhome backup --task <task> --json` on `data` to its end (off the async runtime, so
+/// an in-process simulator keeps answering) and answers its exit status, stdout and stderr.
+pub async fn backup_json(data: &Path, task: &str) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_backhome"));
+    c.arg("--data-dir")
+        .arg(data)
+        .args(["backup", "--task", task, "--json"]);
+    tokio::task::spawn_blocking(move || c.output().unwrap())
+        .await
+        .unwrap()
+}
