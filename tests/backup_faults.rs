@@ -5,38 +5,14 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use backhome::task::{Service, TaskStore};
+use backhome::task::Service;
 use backhome_store::{NodeKind, RunId};
+use common::cli::{backup_command, task_data};
 use common::{assert_mail_matches, env_with};
 use graph_sim::{Profile, SimOptions};
 use serde_json::json;
-
-/// A data folder holding the task of `e`, for the `backhome` binary.
-fn task_data(e: &common::Env) -> PathBuf {
-    let data = e.dir.path().join("data");
-    TaskStore::open(&data)
-        .unwrap()
-        .create(&e.spec, &e.creds)
-        .unwrap();
-    data
-}
-
-/// `backhome backup --task <task>` on `data`, its output piped.
-fn backup_command(data: &Path, task: &str, json: bool) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_backhome"));
-    c.arg("--data-dir")
-        .arg(data)
-        .args(["backup", "--task", task]);
-    if json {
-        c.arg("--json");
-    }
-    c.stdout(Stdio::piped()).stderr(Stdio::null());
-    c
-}
 
 #[actix_web::test]
 async fn throttled_faulty_tenant_is_backed_up_completely_within_mailbox_limits() {
