@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use backhome::task::Service;
 use backhome_store::{NodeKind, RunId};
-use common::cli::{backup_command, task_data};
+use common::cli::{backup_command, backup_summary, task_data};
 use common::{assert_mail_matches, env_with};
 use graph_sim::{Profile, SimOptions};
 use serde_json::json;
@@ -60,17 +60,8 @@ async fn killed_backups_resume_and_end_complete() {
     // Slow enough that a run lasts several seconds, so that kills land in the middle of it.
     opts.latency_ms = 20;
     let e = env_with(&[Service::Mail, Service::Onedrive, Service::Contacts], opts).await;
-    let upn = e
-        .control(reqwest::Method::GET, "snapshot?content=false", None)
-        .await["mail"]
-        .as_object()
-        .unwrap()
-        .keys()
-        .next()
-        .unwrap()
-        .clone();
+    let upn = e.first_upn().await;
     let data = task_data(&e);
-    let run = |json: bool| backup_command(&data, &e.spec.name, json);
     let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
     let mut killed = 0;
     for _ in 0..20 {
@@ -83,7 +74,7 @@ async fn killed_backups_resume_and_end_complete() {
             {"op": "add_message", "user": upn, "folder": "inbox"},
         ]);
         e.control(reqwest::Method::POST, "mutate", Some(add)).await;
-        let mut child = run(false).spawn().unwrap();
+        let mut child = backup_command(&data, &e.spec.name, false).spawn().unwrap();
         tokio::time::sleep(Duration::from_millis(50 + seed % 900)).await;
         if child.try_wait().unwrap().is_none() {
             child.kill().unwrap();
@@ -102,16 +93,7 @@ async fn killed_backups_resume_and_end_complete() {
     }
     eprintln!("{killed} of 20 runs were killed in the middle");
     assert!(killed >= 10, "only {killed} runs were interrupted");
-    let mut last = run(true);
-    let out = tokio::task::spawn_blocking(move || last.output().unwrap())
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let summary = backup_summary(&data, &e.spec.name).await;
     let repo = backhome_store::Repository::open(&e.spec.repo, None).unwrap();
     let env = common::Env { repo, ..e };
     assert_mail_matches(&env, RunId(summary["run_id"].as_i64().unwrap())).await;
@@ -140,14 +122,7 @@ async fn resumed_first_run_prunes_what_was_deleted_since_the_stop() {
     // least, well past its first checkpoint (after 5 s).
     opts.latency_ms = 100;
     let e = env_with(&[Service::Mail, Service::Onedrive], opts).await;
-    let upns: Vec<String> = e
-        .control(reqwest::Method::GET, "snapshot?content=false", None)
-        .await["mail"]
-        .as_object()
-        .unwrap()
-        .keys()
-        .cloned()
-        .collect();
+    let upns = e.upns().await;
     let (mail_user, drive_user) = (&upns[0], &upns[1]);
     let adds: Vec<_> = (0..300)
         .map(|_| json!({"op": "add_message", "user": mail_user, "folder": "inbox"}))
@@ -221,16 +196,7 @@ async fn resumed_first_run_prunes_what_was_deleted_since_the_stop() {
     e.control(reqwest::Method::POST, "mutate", Some(del)).await;
     e.control(reqwest::Method::POST, "latency", Some(json!({"ms": 0})))
         .await;
-    let mut last = backup_command(&data, &e.spec.name, true);
-    let out = tokio::task::spawn_blocking(move || last.output().unwrap())
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let summary = backup_summary(&data, &e.spec.name).await;
     assert_eq!(summary["status"], "complete", "{summary}");
     assert_eq!(summary["resumed"], true, "{summary}");
     assert_eq!(summary["items_deleted"], 2, "{summary}");

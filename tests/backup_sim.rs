@@ -305,15 +305,7 @@ async fn without_auto_discovery_new_users_wait_for_the_admin() {
 #[actix_web::test]
 async fn a_folder_thirty_levels_deep_is_backed_up() {
     let e = env(&[Service::Mail]).await;
-    let upn = e
-        .control(reqwest::Method::GET, "snapshot?content=false", None)
-        .await["mail"]
-        .as_object()
-        .unwrap()
-        .keys()
-        .next()
-        .unwrap()
-        .clone();
+    let upn = e.first_upn().await;
     let mut parent = "inbox".to_owned();
     for level in 1..=30 {
         let op = json!({"op": "add_folder", "user": upn, "parent": parent, "name": format!("Level {level}")});

@@ -35,15 +35,7 @@ async fn three_gib_file_is_stored_identical_with_bounded_memory() {
     opts.files_per_user = Some(1);
     opts.messages_per_user = Some(1);
     let e = env_with(&[Service::Onedrive], opts).await;
-    let upn = e
-        .control(reqwest::Method::GET, "snapshot?content=false", None)
-        .await["mail"]
-        .as_object()
-        .unwrap()
-        .keys()
-        .next()
-        .unwrap()
-        .clone();
+    let upn = e.first_upn().await;
     e.control(
         reqwest::Method::POST,
         "mutate",
@@ -118,18 +110,6 @@ fn available(path: &Path) -> u64 {
         .unwrap()
 }
 
-/// The UPN of the simulator's first mailbox.
-async fn first_upn(e: &Env) -> String {
-    e.control(reqwest::Method::GET, "snapshot?content=false", None)
-        .await["mail"]
-        .as_object()
-        .unwrap()
-        .keys()
-        .next()
-        .unwrap()
-        .clone()
-}
-
 #[actix_web::test]
 async fn full_volume_stops_the_run_clearly_and_the_next_run_completes() {
     if !loopfs::root_tests("full_volume_stops_the_run_clearly_and_the_next_run_completes") {
@@ -142,7 +122,7 @@ async fn full_volume_stops_the_run_clearly_and_the_next_run_completes() {
     // The repository on the small volume; the simulator's state and the task data stay off it.
     e.spec.repo = fs.path().join("repo");
     e.repo = Repository::create(&e.spec.repo, &CreateOptions::default()).unwrap();
-    let upn = first_upn(&e).await;
+    let upn = e.first_upn().await;
     e.control(
         reqwest::Method::POST,
         "mutate",

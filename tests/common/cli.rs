@@ -39,3 +39,16 @@ pub async fn backup_json(data: &Path, task: &str) -> Output {
         .await
         .unwrap()
 }
+
+/// Runs `backhome backup --task <task> --json` on `data` to its end, asserts that it succeeded
+/// and answers its summary.
+pub async fn backup_summary(data: &Path, task: &str) -> serde_json::Value {
+    let out = backup_json(data, task).await;
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}

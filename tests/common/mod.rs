@@ -87,6 +87,22 @@ impl Env {
         body
     }
 
+    /// The UPNs of the simulator's mailboxes, in the snapshot's order.
+    pub async fn upns(&self) -> Vec<String> {
+        self.control(reqwest::Method::GET, "snapshot?content=false", None)
+            .await["mail"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    /// The UPN of the simulator's first mailbox.
+    pub async fn first_upn(&self) -> String {
+        self.upns().await.swap_remove(0)
+    }
+
     /// Every node of `kind` visible at `run`: graph id → name.
     pub fn items(&self, kind: NodeKind, run: RunId) -> BTreeMap<String, String> {
         let mut out = BTreeMap::new();
