@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use backhome_graph::{Call, Client, Download, ErrorClass};
-use backhome_store::{Repository, RunId, RunWriter, StoreError, StoredContent};
+use backhome_store::{
+    NodeId, Repository, RunId, RunWriter, StoreError, StoredContent, VersionRecord,
+};
 use futures_util::StreamExt;
 use serde::Serialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -111,6 +113,19 @@ impl Ctx {
     #[must_use]
     pub fn may_hold_items(&self) -> bool {
         self.latest.is_some() || self.resumed
+    }
+
+    /// The children of `parent` the repository holds now, including what the stopped run this
+    /// one resumes stored ([`RunWriter::open_children`]); none while it cannot hold any
+    /// ([`Ctx::may_hold_items`]). What a full listing is compared with to find deletions.
+    ///
+    /// # Errors
+    /// Store failures.
+    pub async fn held_children(&self, parent: NodeId) -> Result<Vec<VersionRecord>, RunError> {
+        if !self.may_hold_items() {
+            return Ok(Vec::new());
+        }
+        self.w(move |w| w.open_children(parent)).await
     }
 
     /// Runs `f` on the run writer in a blocking thread.

@@ -104,29 +104,11 @@ async fn close_deleted_threads(
     root: NodeId,
     seen: HashSet<String>,
 ) -> Result<(), RunError> {
-    if !ctx.may_hold_items() {
-        return Ok(());
-    }
-    let keep = seen.clone();
-    let gone: Vec<NodeId> = ctx
-        .w(move |w| {
-            w.open_children(root).map(|children| {
-                children
-                    .into_iter()
-                    .filter(|c| {
-                        c.kind == NodeKind::Channel
-                            && c.object == obj
-                            && !keep.contains(&c.graph_id)
-                    })
-                    .map(|c| c.node)
-                    .collect()
-            })
-        })
-        .await?;
-    for node in gone {
+    let gone = super::gone_children(ctx, obj, root, NodeKind::Channel, &seen).await?;
+    for &node in &gone {
         super::prune_subtree(ctx, node, HashSet::new()).await?;
     }
-    super::prune_children(ctx, obj, root, NodeKind::Channel, seen).await
+    super::delete_nodes(ctx, gone).await
 }
 
 struct ThreadJob<'a> {
@@ -219,20 +201,14 @@ impl ThreadJob<'_> {
     /// earlier run, or by the stopped run this one resumes (whose thread has no version yet,
     /// since a thread's version is recorded last).
     async fn prior_attachments(&self, node: NodeId) -> Result<Vec<String>, RunError> {
-        if !self.ctx.may_hold_items() {
-            return Ok(Vec::new());
-        }
-        self.ctx
-            .w(move |w| {
-                w.open_children(node).map(|children| {
-                    children
-                        .into_iter()
-                        .filter(|x| x.kind == NodeKind::Attachment)
-                        .map(|x| x.graph_id)
-                        .collect()
-                })
-            })
-            .await
+        Ok(self
+            .ctx
+            .held_children(node)
+            .await?
+            .into_iter()
+            .filter(|x| x.kind == NodeKind::Attachment)
+            .map(|x| x.graph_id)
+            .collect())
     }
 
     /// Stores one post (unless its `changeKey` is the stored one) and its attachments.

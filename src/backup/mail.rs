@@ -352,20 +352,13 @@ impl<'a> Mailbox<'a> {
     /// an earlier run, or stored by the stopped run this one resumes) and Graph no longer listed
     /// are removals.
     async fn prune(&self, folder: NodeId, seen: HashSet<String>) -> Result<(), RunError> {
-        if !self.ctx.may_hold_items() {
-            return Ok(());
-        }
-        let gone: Vec<String> = self
+        let gone = self
             .ctx
-            .w(move |w| {
-                w.open_children(folder).map(|c| {
-                    c.into_iter()
-                        .filter(|v| v.kind == NodeKind::Message && !seen.contains(&v.graph_id))
-                        .map(|v| v.graph_id)
-                        .collect()
-                })
-            })
-            .await?;
+            .held_children(folder)
+            .await?
+            .into_iter()
+            .filter(|v| v.kind == NodeKind::Message && !seen.contains(&v.graph_id))
+            .map(|v| v.graph_id);
         if let Ok(mut r) = self.removed.lock() {
             r.extend(gone);
         }

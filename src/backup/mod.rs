@@ -446,21 +446,26 @@ pub async fn prune_children(
     kind: NodeKind,
     seen: HashSet<String>,
 ) -> Result<(), RunError> {
-    if !ctx.may_hold_items() {
-        return Ok(());
-    }
-    let gone: Vec<NodeId> = ctx
-        .w(move |w| {
-            w.open_children(parent).map(|children| {
-                children
-                    .into_iter()
-                    .filter(|c| c.kind == kind && c.object == obj && !seen.contains(&c.graph_id))
-                    .map(|c| c.node)
-                    .collect()
-            })
-        })
-        .await?;
+    let gone = gone_children(ctx, obj, parent, kind, &seen).await?;
     delete_nodes(ctx, gone).await
+}
+
+/// The children of `kind` and `obj` that the repository holds under `parent` and that Graph no
+/// longer listed (`seen` holds what it listed).
+async fn gone_children(
+    ctx: &Ctx,
+    obj: ObjectId,
+    parent: NodeId,
+    kind: NodeKind,
+    seen: &HashSet<String>,
+) -> Result<Vec<NodeId>, RunError> {
+    Ok(ctx
+        .held_children(parent)
+        .await?
+        .into_iter()
+        .filter(|c| c.kind == kind && c.object == obj && !seen.contains(&c.graph_id))
+        .map(|c| c.node)
+        .collect())
 }
 
 /// After a full listing of a drive: every node the repository holds under `root` that Graph no
