@@ -234,11 +234,8 @@ async fn resumed_first_run_prunes_what_was_deleted_since_the_stop() {
         .get_json(&format!("/users/{mail_user}/mailFolders/inbox"), None)
         .await
         .unwrap();
-    let drive: serde_json::Value = client
-        .get_json(&format!("/users/{drive_user}/drive"), None)
-        .await
-        .unwrap();
-    let (inbox, drive) = (inbox["id"].as_str().unwrap(), drive["id"].as_str().unwrap());
+    let drive = drive_id(&env, drive_user).await;
+    let inbox = inbox["id"].as_str().unwrap();
     let snap = env
         .control(
             reqwest::Method::GET,
@@ -287,16 +284,21 @@ async fn resumed_first_run_prunes_what_was_deleted_since_the_stop() {
     );
 }
 
+/// The Graph id of the OneDrive of `upn`.
+async fn drive_id(e: &common::Env, upn: &str) -> String {
+    let client = backhome::connect::client(&e.spec, &e.creds).unwrap();
+    let drive: serde_json::Value = client
+        .get_json(&format!("/users/{upn}/drive"), None)
+        .await
+        .unwrap();
+    drive["id"].as_str().unwrap().to_owned()
+}
+
 /// How many files the OneDrives of `upns` hold in the simulated tenant.
 async fn drive_files(e: &common::Env, upns: &[String]) -> usize {
-    let client = backhome::connect::client(&e.spec, &e.creds).unwrap();
     let mut n = 0;
     for upn in upns {
-        let drive: serde_json::Value = client
-            .get_json(&format!("/users/{upn}/drive"), None)
-            .await
-            .unwrap();
-        let id = drive["id"].as_str().unwrap();
+        let id = &drive_id(e, upn).await;
         let snap = e
             .control(
                 reqwest::Method::GET,

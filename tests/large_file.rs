@@ -28,6 +28,15 @@ fn peak_rss() -> u64 {
     kb * 1024
 }
 
+/// Adds a file of `size` bytes the simulator generates from `seed` to the first user's OneDrive;
+/// answers that user.
+async fn add_generated_file(e: &Env, name: &str, size: u64, seed: u64) -> String {
+    let upn = e.first_upn().await;
+    let op = json!({"op": "add_file", "drive": upn, "name": name, "size": size, "seed": seed});
+    e.control(reqwest::Method::POST, "mutate", Some(op)).await;
+    upn
+}
+
 #[actix_web::test]
 async fn three_gib_file_is_stored_identical_with_bounded_memory() {
     let mut opts = SimOptions::new(Profile::Tiny);
@@ -35,13 +44,7 @@ async fn three_gib_file_is_stored_identical_with_bounded_memory() {
     opts.files_per_user = Some(1);
     opts.messages_per_user = Some(1);
     let e = env_with(&[Service::Onedrive], opts).await;
-    let upn = e.first_upn().await;
-    e.control(
-        reqwest::Method::POST,
-        "mutate",
-        Some(json!({"op": "add_file", "drive": upn, "name": "big.bin", "size": SIZE, "seed": 3})),
-    )
-    .await;
+    let upn = add_generated_file(&e, "big.bin", SIZE, 3).await;
     let before = peak_rss();
 
     let first = e.backup().await;
@@ -122,13 +125,7 @@ async fn full_volume_stops_the_run_clearly_and_the_next_run_completes() {
     // The repository on the small volume; the simulator's state and the task data stay off it.
     e.spec.repo = fs.path().join("repo");
     e.repo = Repository::create(&e.spec.repo, &CreateOptions::default()).unwrap();
-    let upn = e.first_upn().await;
-    e.control(
-        reqwest::Method::POST,
-        "mutate",
-        Some(json!({"op": "add_file", "drive": upn, "name": "too-big.bin", "size": TOO_BIG, "seed": 5})),
-    )
-    .await;
+    let upn = add_generated_file(&e, "too-big.bin", TOO_BIG, 5).await;
     let free = available(fs.path());
     assert!(free < TOO_BIG, "{free} bytes free");
     let data = task_data(&e);
